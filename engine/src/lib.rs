@@ -1,0 +1,15 @@
+//! redoubt-engine: the storage of one member.
+//!
+//! - [`model`]: global keys and values, their collating byte encoding and
+//!   their text form.
+//! - [`storage`]: the file-system trait all I/O goes through.
+//! - [`journal`]: the logical log with group commit.
+//! - [`wij`]: the write image journal that makes page flushes atomic.
+
+pub mod journal;
+pub mod lsn;
+pub mod model;
+pub mod storage;
+pub mod wij;
+
+pub use lsn::Lsn;

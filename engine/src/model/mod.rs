@@ -1,0 +1,1 @@
+//! Global keys and values.

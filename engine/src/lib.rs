@@ -6,10 +6,16 @@
 //! - [`journal`]: the logical log with group commit.
 //! - [`wij`]: the write image journal that makes page flushes atomic.
 
+pub mod btree;
+pub mod db;
+pub mod error;
 pub mod journal;
 pub mod lsn;
 pub mod model;
 pub mod storage;
 pub mod wij;
 
+pub use db::{Direction, Engine, EngineOptions, RecoveryReport, Session};
+pub use error::{EngineError, Result};
 pub use lsn::Lsn;
+pub use model::{Key, Subscript, Value};

@@ -1,1 +1,5 @@
+//! The redoubt node process and the `redoubt` command.
 
+pub mod demo;
+pub mod load;
+pub mod shell;

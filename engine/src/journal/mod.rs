@@ -1,1 +1,37 @@
-//! The journal.
+//! The journal: the logical log of every change (SET/KILL with before
+//! images, transaction begin/commit/rollback, checkpoints, epochs), in
+//! segment files of checksummed, chained records, made durable by group
+//! commit.
+//!
+//! - `record.rs`: [`Record`], what a record says, and its payload encoding.
+//! - `frame.rs`: [`FrameHeader`], the frame around each payload (length,
+//!   kind, chained crc).
+//! - `segment.rs`: [`SegmentHeader`], segment files, a validating scan.
+//! - `writer.rs`: [`Journal`]: appends, group commit, rolling, poisoning.
+//! - `reader.rs`: [`JournalReader`]: reading records back.
+//! - [`recovery`]: what open does with a damaged log (crash model and
+//!   decision table).
+//! - `error.rs`: [`JournalError`], [`RecordError`], [`Damage`].
+//!
+//! Positions ([`crate::Lsn`]) count record bytes only, from the first record
+//! ever written, so they mean the same on every member whatever the segment
+//! boundaries.
+
+mod error;
+mod frame;
+mod reader;
+mod record;
+pub mod recovery;
+mod segment;
+mod writer;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{Damage, JournalError, RecordError};
+pub use frame::{FrameHeader, MAX_RECORD};
+pub use reader::JournalReader;
+pub use record::{Record, RecordKind, TxnId};
+pub use recovery::{OpenReport, TailRepair};
+pub use segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
+pub use writer::{Journal, JournalOptions};

@@ -60,11 +60,19 @@ pub trait VfsFile: Send + Sync {
             if n == 0 {
                 return Err(io::Error::new(
                     io::ErrorKind::UnexpectedEof,
-                    format!("read of {} bytes at offset {offset} passes the end of the file", buf.len()),
+                    format!(
+                        "read of {} bytes at offset {offset} passes the end of the file",
+                        buf.len()
+                    ),
                 ));
             }
             done += n;
         }
         Ok(())
+    }
+
+    /// Whether the file has no bytes (as `len`, visible bytes).
+    fn is_empty(&self) -> io::Result<bool> {
+        Ok(self.len()? == 0)
     }
 }

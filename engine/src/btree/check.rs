@@ -1,0 +1,130 @@
+//! Structural verification of a whole tree, used after recovery in tests and
+//! by operators (`redoubt check`, later).
+
+use super::node::{Cell, Node};
+use super::{corrupt, Result, Tree};
+
+/// A page still to visit: (page, low bound, high bound, depth).
+type Pending = (u64, Option<Vec<u8>>, Option<Vec<u8>>, u32);
+
+/// What a successful check counted.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TreeCheck {
+    pub entries: u64,
+    pub leaves: u64,
+    pub branches: u64,
+    pub overflow_pages: u64,
+    pub free_pages: u64,
+    pub depth: u32,
+}
+
+/// Verifies: keys strictly ascending and inside their parent's separator
+/// bounds; every leaf at the same depth; no empty page below the root;
+/// overflow chains as long as their values; and every page of the file
+/// reachable exactly once, from the root or from the free list.
+pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
+    let meta = &tree.meta;
+    let mut seen = vec![false; meta.page_count as usize];
+    let mut out = TreeCheck::default();
+    seen[0] = true;
+    let mut leaf_depth = None;
+    let mut todo: Vec<Pending> = vec![(meta.root, None, None, 1)];
+    let mark = |seen: &mut Vec<bool>, page: u64| -> Result<()> {
+        match seen.get_mut(page as usize) {
+            None => Err(corrupt(
+                page,
+                format!("beyond page count {}", meta.page_count),
+            )),
+            Some(true) => Err(corrupt(page, "reached twice")),
+            Some(s) => {
+                *s = true;
+                Ok(())
+            }
+        }
+    };
+    while let Some((page, lo, hi, depth)) = todo.pop() {
+        mark(&mut seen, page)?;
+        let node = tree.pager.get(page)?;
+        let keys = match &*node {
+            Node::Leaf { keys, .. } | Node::Branch { keys, .. } => keys,
+            _ => return Err(corrupt(page, "expected a leaf or branch page")),
+        };
+        if keys.windows(2).any(|w| w[0] >= w[1]) {
+            return Err(corrupt(page, "keys out of order"));
+        }
+        let in_bounds = |k: &Vec<u8>| {
+            lo.as_ref().is_none_or(|lo| k >= lo) && hi.as_ref().is_none_or(|hi| k < hi)
+        };
+        if !keys.iter().all(in_bounds) {
+            return Err(corrupt(page, "key outside its parent's bounds"));
+        }
+        match &*node {
+            Node::Leaf { keys, cells } => {
+                if keys.is_empty() && page != meta.root {
+                    return Err(corrupt(page, "empty leaf below the root"));
+                }
+                if *leaf_depth.get_or_insert(depth) != depth {
+                    return Err(corrupt(page, "leaves at different depths"));
+                }
+                out.leaves += 1;
+                out.entries += keys.len() as u64;
+                for cell in cells {
+                    if let Cell::Overflow { len, first } = cell {
+                        let mut total = 0u64;
+                        let mut p = *first;
+                        while p != 0 {
+                            mark(&mut seen, p)?;
+                            let n = tree.pager.get(p)?;
+                            let Node::Overflow { data, next } = &*n else {
+                                return Err(corrupt(p, "expected an overflow page"));
+                            };
+                            total += data.len() as u64;
+                            out.overflow_pages += 1;
+                            p = *next;
+                        }
+                        if total != *len {
+                            return Err(corrupt(*first, "overflow chain length differs"));
+                        }
+                    }
+                }
+            }
+            Node::Branch { keys, children } => {
+                if children.len() != keys.len() + 1 {
+                    return Err(corrupt(page, "branch with children != keys + 1"));
+                }
+                out.branches += 1;
+                for (i, child) in children.iter().enumerate() {
+                    let clo = if i == 0 {
+                        lo.clone()
+                    } else {
+                        Some(keys[i - 1].clone())
+                    };
+                    let chi = if i == keys.len() {
+                        hi.clone()
+                    } else {
+                        Some(keys[i].clone())
+                    };
+                    todo.push((*child, clo, chi, depth + 1));
+                }
+            }
+            _ => unreachable!("matched above"),
+        }
+    }
+    out.depth = leaf_depth.unwrap_or(1);
+    let mut p = meta.free_head;
+    while p != 0 {
+        mark(&mut seen, p)?;
+        let Node::Free { next } = &*tree.pager.get(p)? else {
+            return Err(corrupt(p, "free list page is in use"));
+        };
+        out.free_pages += 1;
+        p = *next;
+    }
+    if let Some(leaked) = seen.iter().position(|s| !s) {
+        return Err(corrupt(
+            leaked as u64,
+            "neither reachable nor free (leaked)",
+        ));
+    }
+    Ok(out)
+}

@@ -1,0 +1,182 @@
+//! Model-based tests: random operations on a tree and on a `BTreeMap`,
+//! compared after every step, with a tiny buffer pool so pages are evicted
+//! and re-read, and with flushes and re-opens in between.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+
+use proptest::prelude::*;
+
+use super::node::Meta;
+use super::*;
+use crate::storage::sim::SimFs;
+use crate::storage::{OpenMode, Vfs};
+use crate::wij::PAGE_SIZE;
+
+fn file() -> Arc<dyn VfsFile> {
+    SimFs::new()
+        .open(Path::new("/db/t.rdb"), OpenMode::CreateIfMissing)
+        .unwrap()
+}
+
+/// Writes what the tree has dirty straight to its file (no WIJ here).
+fn flush(tree: &mut Tree) {
+    let (pages, meta) = tree.take_flush(0, 0);
+    let f = tree.pager().file().clone();
+    for p in pages {
+        f.write_all_at(&p.node.encode(p.page, p.lsn), p.page * PAGE_SIZE as u64)
+            .unwrap();
+    }
+    f.write_all_at(&meta.encode(0), 0).unwrap();
+    tree.pager().flushed();
+}
+
+fn reopen(tree: Tree, cache: usize) -> Tree {
+    let f = tree.pager().file().clone();
+    let mut buf = vec![0; PAGE_SIZE];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    Tree::open(f, cache, Meta::decode(&buf).unwrap())
+}
+
+fn key(i: u32) -> Vec<u8> {
+    // Varying lengths exercise the split heuristics.
+    let mut k = format!("k{:08}", i).into_bytes();
+    k.extend(std::iter::repeat_n(b'x', (i % 7 * 40) as usize));
+    k
+}
+
+fn compare(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    let mut c = tree.seek(b"").unwrap();
+    let mut it = model.iter();
+    loop {
+        match (c.key(), it.next()) {
+            (None, None) => break,
+            (Some(k), Some((mk, mv))) => {
+                assert_eq!(k, mk.as_slice());
+                assert_eq!(&tree.value(c.cell().unwrap()).unwrap(), mv);
+            }
+            (got, want) => panic!("tree has {got:?}, model has {want:?}"),
+        }
+        c.advance(tree).unwrap();
+    }
+    let check = tree.check().unwrap();
+    assert_eq!(check.entries, model.len() as u64);
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Put(u32, usize),
+    Delete(u32),
+    DeleteRange(u32, u32),
+    Flush,
+    Reopen,
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        6 => (0u32..400, prop_oneof![8 => 0usize..120, 1 => 1000usize..3000, 1 => 5000usize..40000])
+            .prop_map(|(k, n)| Op::Put(k, n)),
+        3 => (0u32..400).prop_map(Op::Delete),
+        1 => (0u32..400, 0u32..60).prop_map(|(a, n)| Op::DeleteRange(a, a + n)),
+        1 => Just(Op::Flush),
+        1 => Just(Op::Reopen),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn tree_matches_a_btreemap(ops in prop::collection::vec(op(), 1..300)) {
+        let mut tree = Tree::create(file(), 16, 1, "T");
+        let mut model = BTreeMap::new();
+        for (step, op) in ops.into_iter().enumerate() {
+            let lsn = step as u64 + 1;
+            match op {
+                Op::Put(k, n) => {
+                    let v: Vec<u8> = (0..n).map(|i| (i as u32 ^ k) as u8).collect();
+                    tree.put(&key(k), &v, lsn).unwrap();
+                    model.insert(key(k), v);
+                }
+                Op::Delete(k) => {
+                    prop_assert_eq!(tree.delete(&key(k), lsn).unwrap(), model.remove(&key(k)).is_some());
+                }
+                Op::DeleteRange(a, b) => {
+                    for k in a..b {
+                        tree.delete(&key(k), lsn).unwrap();
+                        model.remove(&key(k));
+                    }
+                }
+                Op::Flush => flush(&mut tree),
+                Op::Reopen => {
+                    flush(&mut tree);
+                    tree = reopen(tree, 16);
+                }
+            }
+            compare(&tree, &model);
+        }
+    }
+}
+
+#[test]
+fn last_before_and_seek_agree_with_the_model() {
+    let mut tree = Tree::create(file(), 64, 1, "T");
+    let mut model = BTreeMap::new();
+    for i in (0..3000u32).step_by(3) {
+        tree.put(&key(i), b"v", 1).unwrap();
+        model.insert(key(i), b"v".to_vec());
+    }
+    for probe in 0..3003u32 {
+        let k = key(probe);
+        let want = model.range(..k.clone()).next_back().map(|(k, _)| k.clone());
+        assert_eq!(tree.last_before(&k).unwrap().map(|(k, _)| k), want);
+        let want = model.range(k.clone()..).next().map(|(k, _)| k.clone());
+        assert_eq!(tree.seek(&k).unwrap().key().map(<[u8]>::to_vec), want);
+    }
+    assert_eq!(tree.last_before(b"").unwrap(), None);
+}
+
+#[test]
+fn freed_pages_are_reused_after_a_kill() {
+    let mut tree = Tree::create(file(), 256, 1, "T");
+    for i in 0..5000 {
+        tree.put(&key(i), &[7; 100], 1).unwrap();
+    }
+    let grown = tree.meta().page_count;
+    for i in 0..5000 {
+        assert!(tree.delete(&key(i), 2).unwrap());
+    }
+    assert_eq!(tree.check().unwrap().entries, 0);
+    for i in 0..5000 {
+        tree.put(&key(i), &[8; 100], 3).unwrap();
+    }
+    assert_eq!(
+        tree.meta().page_count,
+        grown,
+        "the second load reuses freed pages"
+    );
+    tree.check().unwrap();
+}
+
+#[test]
+fn a_corrupt_page_is_reported_not_read() {
+    let mut tree = Tree::create(file(), 16, 1, "T");
+    for i in 0..2000 {
+        tree.put(&key(i), &[1; 50], 1).unwrap();
+    }
+    flush(&mut tree);
+    let tree = reopen(tree, 16);
+    let f = tree.pager().file().clone();
+    let mut byte = [0u8];
+    let off = 3 * PAGE_SIZE as u64 + 100;
+    f.read_exact_at(&mut byte, off).unwrap();
+    f.write_all_at(&[byte[0] ^ 1], off).unwrap();
+    let err = (0..2000)
+        .find_map(|i| tree.get(&key(i)).err())
+        .expect("some read reaches page 3");
+    assert!(
+        err.to_string()
+            .contains("page 3 is corrupt: checksum mismatch"),
+        "{err}"
+    );
+}

@@ -1,0 +1,168 @@
+//! The write daemon: flush cycles through the write image journal.
+//!
+//! One cycle:
+//! 1. for each database, under its write lock: take the dirty pages (the
+//!    pool keeps them readable as in-flight) and stamp the meta page with
+//!    `redo_from` = the journal's end (every change before it is in these
+//!    pages) and `undo_from` = the first position of any open transaction;
+//! 2. wait until the journal is durable up to the largest `redo_from`
+//!    (a page never reaches disk before the journal records it reflects);
+//! 3. phase 1: the page images go to the WIJ, durably, then it is marked
+//!    active;
+//! 4. phase 2: the same images go to the database files, each file synced;
+//! 5. the WIJ is marked clean, and the in-flight pages are released.
+//!
+//! A crash before step 3 completes leaves the database files as of the
+//! previous cycle; during step 4, recovery restores the images from the
+//! active WIJ. Either way the files hold exactly one cycle's consistent
+//! snapshot and the journal from its `redo_from` on rebuilds the rest.
+
+use std::sync::{Arc, Weak};
+use std::time::Duration;
+
+use super::{Database, Inner};
+use crate::error::{EngineError, Result};
+use crate::journal::Record;
+use crate::wij::{PageImage, PAGE_SIZE};
+use crate::Lsn;
+
+impl Inner {
+    pub(crate) fn checkpoint(&self) -> Result<()> {
+        self.checkpoint_at(None)
+    }
+
+    /// A cycle whose meta pages carry the given `(redo_from, undo_from)`
+    /// instead of the journal's end and the open transactions' start (used
+    /// while recovery replays, when the trees reflect a point inside the
+    /// journal).
+    pub(crate) fn checkpoint_at(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
+        let _cycle = self.cycle.lock();
+        let dbs: Vec<Arc<Database>> = self.dbs.read().values().cloned().collect();
+        let mut images = Vec::new();
+        let mut per_file: Vec<(Arc<Database>, std::ops::Range<usize>)> = Vec::new();
+        let mut max_redo = Lsn::ZERO;
+        for db in &dbs {
+            let (pages, meta) = {
+                let mut tree = db.tree.write();
+                let (redo, undo) = bounds.unwrap_or_else(|| {
+                    let redo = self.journal.end_lsn();
+                    let undo = self.open_txns.lock().values().min().copied();
+                    (redo, undo.unwrap_or(redo).min(redo))
+                });
+                tree.take_flush(redo.0, undo.0)
+            };
+            if pages.is_empty() {
+                continue; // unchanged since its last cycle
+            }
+            max_redo = max_redo.max(Lsn(meta.redo_from));
+            let start = images.len();
+            for p in &pages {
+                images.push(PageImage {
+                    file_id: db.file_id,
+                    page_no: p.page,
+                    data: p.node.encode(p.page, p.lsn),
+                });
+            }
+            images.push(PageImage {
+                file_id: db.file_id,
+                page_no: 0,
+                data: meta.encode(meta.redo_from),
+            });
+            per_file.push((db.clone(), start..images.len()));
+        }
+        if images.is_empty() {
+            return Ok(());
+        }
+        let result = self.write_cycle(max_redo, &images, &per_file);
+        for (db, _) in &per_file {
+            db.tree.read().pager().flushed();
+        }
+        result.map_err(|e| self.poison(e))
+    }
+
+    fn write_cycle(
+        &self,
+        max_redo: Lsn,
+        images: &[PageImage],
+        per_file: &[(Arc<Database>, std::ops::Range<usize>)],
+    ) -> Result<()> {
+        self.journal.wait_durable(max_redo)?;
+        let mut wij = self.wij.lock();
+        wij.begin_cycle(images)?;
+        for (db, range) in per_file {
+            write_images(db, &images[range.clone()])?;
+        }
+        wij.end_cycle()?;
+        drop(wij);
+        tracing::debug!(pages = images.len(), redo = %max_redo, "flush cycle done");
+        let open: Vec<_> = self
+            .open_txns
+            .lock()
+            .iter()
+            .map(|(t, l)| (*t, *l))
+            .collect();
+        self.journal.append(&Record::Checkpoint {
+            redo_from: max_redo,
+            open_txns: open,
+            time_us: super::now_us(),
+        })?;
+        Ok(())
+    }
+
+    /// Starts a flush cycle if a database holds too many dirty pages; called
+    /// by writers before they take a database's lock.
+    pub(crate) fn throttle(&self, db: &Database) -> Result<()> {
+        let limit = (self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize;
+        if db.tree.read().pager().dirty_count() > limit.max(8) {
+            self.checkpoint()?;
+        }
+        Ok(())
+    }
+}
+
+/// Writes page images at their places in a database file and syncs it.
+pub(crate) fn write_images(db: &Database, images: &[PageImage]) -> Result<()> {
+    let ctx = || format!("write pages of {}", db.path.display());
+    let mut sorted: Vec<&PageImage> = images.iter().collect();
+    sorted.sort_by_key(|i| i.page_no);
+    // Coalesce runs of consecutive pages into one write.
+    let mut i = 0;
+    while i < sorted.len() {
+        let mut j = i + 1;
+        while j < sorted.len() && sorted[j].page_no == sorted[j - 1].page_no + 1 && j - i < 128 {
+            j += 1;
+        }
+        let mut buf = Vec::with_capacity((j - i) * PAGE_SIZE);
+        for img in &sorted[i..j] {
+            buf.extend_from_slice(&img.data);
+        }
+        db.file
+            .write_all_at(&buf, sorted[i].page_no * PAGE_SIZE as u64)
+            .map_err(|e| EngineError::io(ctx(), e))?;
+        i = j;
+    }
+    db.file.sync().map_err(|e| EngineError::io(ctx(), e))
+}
+
+pub(super) fn daemon(inner: Weak<Inner>, every: Duration) {
+    loop {
+        let Some(inner) = inner.upgrade() else { return };
+        {
+            let (stop, cv) = &inner.daemon_wake;
+            let mut stop = stop.lock();
+            if !*stop {
+                cv.wait_for(&mut stop, every);
+            }
+            if *stop {
+                return;
+            }
+        }
+        if inner.poison.lock().is_some() {
+            return;
+        }
+        if let Err(e) = inner.checkpoint() {
+            tracing::error!(error = %e, "write daemon cycle failed");
+            return;
+        }
+    }
+}

@@ -1,0 +1,285 @@
+//! The engine of one member: its databases, journal, write image journal,
+//! write daemon and sessions.
+//!
+//! ```text
+//! <data dir>/
+//!   journal/            segment files (see `journal`)
+//!   wij                 the write image journal (see `wij`)
+//!   databases/NNNN-NAME.rdb   one file of 8 KiB pages per database
+//! ```
+//!
+//! Write path: a writer takes its database's write lock, reads the
+//! before-image, appends the journal record (memory only), changes the tree,
+//! releases the lock, and then, if the change commits, waits for the
+//! journal to be durable up to its record (group commit). Readers take the
+//! read lock and never wait for disk writes or fsyncs.
+
+mod database;
+mod flush;
+mod locks;
+mod recovery;
+mod session;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Weak};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+pub use database::Database;
+pub use recovery::{wij_decision, RecoveryReport, WijAction};
+pub use session::{Direction, Session};
+
+use crate::error::{EngineError, Result};
+use crate::journal::{Journal, JournalOptions, TxnId};
+use crate::storage::os::OsFs;
+use crate::storage::Vfs;
+use crate::wij::Wij;
+use crate::Lsn;
+use locks::LockTable;
+
+/// Largest value a SET accepts (encoded bytes).
+pub const MAX_VALUE: usize = 16 << 20;
+
+#[derive(Clone)]
+pub struct EngineOptions {
+    /// The file system: the OS, or a simulation in tests.
+    pub vfs: Arc<dyn Vfs>,
+    /// Buffer pool bound per database, in 8 KiB pages.
+    pub cache_pages: usize,
+    /// A flush cycle starts when a database has more dirty pages than this
+    /// fraction of its pool.
+    pub dirty_fraction: f64,
+    pub journal: JournalOptions,
+    /// How often the write daemon flushes; `None` runs no daemon (cycles
+    /// then happen only when the pool needs room or on `checkpoint`).
+    pub flush_interval: Option<Duration>,
+}
+
+impl Default for EngineOptions {
+    fn default() -> Self {
+        EngineOptions {
+            vfs: Arc::new(OsFs),
+            cache_pages: 16 * 1024,
+            dirty_fraction: 0.5,
+            journal: JournalOptions::default(),
+            flush_interval: Some(Duration::from_secs(1)),
+        }
+    }
+}
+
+/// One member's storage. Cloning shares it.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+    _daemon: Arc<DaemonGuard>,
+}
+
+pub(crate) struct Inner {
+    pub(crate) opts: EngineOptions,
+    pub(crate) dir: PathBuf,
+    pub(crate) journal: Journal,
+    pub(crate) wij: Mutex<Wij>,
+    pub(crate) dbs: RwLock<HashMap<String, Arc<Database>>>,
+    pub(crate) locks: LockTable,
+    /// First journal position of every open transaction.
+    pub(crate) open_txns: Mutex<BTreeMap<TxnId, Lsn>>,
+    pub(crate) next_txn: AtomicU64,
+    pub(crate) next_session: AtomicU64,
+    pub(crate) poison: Mutex<Option<String>>,
+    pub(crate) cycle: Mutex<()>,
+    pub(crate) daemon_wake: (Mutex<bool>, Condvar),
+    pub(crate) closed: AtomicBool,
+}
+
+struct DaemonGuard {
+    inner: Weak<Inner>,
+    thread: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for DaemonGuard {
+    fn drop(&mut self) {
+        if let Some(inner) = self.inner.upgrade() {
+            inner.stop_daemon();
+            if let Some(t) = self.thread.lock().take() {
+                let _ = t.join();
+            }
+            if inner.poison.lock().is_none() && !inner.closed.swap(true, Ordering::SeqCst) {
+                if let Err(e) = inner.checkpoint() {
+                    tracing::error!(error = %e, "final flush at shutdown failed");
+                }
+            }
+        }
+    }
+}
+
+impl Engine {
+    /// Opens (creating if needed) the engine in `dir`, running crash
+    /// recovery first.
+    pub fn open(dir: &Path, opts: EngineOptions) -> Result<(Engine, RecoveryReport)> {
+        let (inner, report) = recovery::open(dir, opts)?;
+        let inner = Arc::new(inner);
+        let thread = inner.opts.flush_interval.map(|every| {
+            let weak = Arc::downgrade(&inner);
+            std::thread::Builder::new()
+                .name("redoubt-write-daemon".into())
+                .spawn(move || flush::daemon(weak, every))
+                .expect("spawn write daemon")
+        });
+        let guard = DaemonGuard {
+            inner: Arc::downgrade(&inner),
+            thread: Mutex::new(thread),
+        };
+        Ok((
+            Engine {
+                inner,
+                _daemon: Arc::new(guard),
+            },
+            report,
+        ))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// A new session: the unit that owns transactions and locks.
+    pub fn session(&self) -> Session {
+        Session::new(self.inner.clone())
+    }
+
+    pub fn create_database(&self, name: &str) -> Result<()> {
+        self.inner.create_database(name)
+    }
+
+    pub fn database_names(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.inner.dbs.read().keys().cloned().collect();
+        v.sort();
+        v
+    }
+
+    /// Runs one write daemon cycle now.
+    pub fn checkpoint(&self) -> Result<()> {
+        self.inner.checkpoint()
+    }
+
+    pub fn journal(&self) -> &Journal {
+        &self.inner.journal
+    }
+
+    /// Verifies the structure of every database's tree.
+    pub fn check(&self) -> Result<Vec<(String, crate::btree::TreeCheck)>> {
+        let dbs: Vec<Arc<Database>> = self.inner.dbs.read().values().cloned().collect();
+        let mut out = Vec::new();
+        for db in dbs {
+            let c = db
+                .tree
+                .read()
+                .check()
+                .map_err(|e| EngineError::tree(&db.name, e))?;
+            out.push((db.name.clone(), c));
+        }
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(out)
+    }
+
+    /// Pages resident in each database's buffer pool (for memory checks).
+    pub fn resident_pages(&self) -> usize {
+        self.inner
+            .dbs
+            .read()
+            .values()
+            .map(|d| d.tree.read().pager().resident())
+            .sum()
+    }
+
+    pub fn poisoned(&self) -> Option<String> {
+        self.inner.poison.lock().clone()
+    }
+
+    /// Flushes everything and stops the write daemon. Also done on drop of
+    /// the last handle.
+    pub fn close(self) -> Result<()> {
+        self.inner.stop_daemon();
+        if let Some(t) = self._daemon.thread.lock().take() {
+            let _ = t.join();
+        }
+        if self.inner.closed.swap(true, Ordering::SeqCst) {
+            return Ok(());
+        }
+        if let Some(why) = self.inner.poison.lock().clone() {
+            return Err(EngineError::Poisoned(why));
+        }
+        self.inner.checkpoint()
+    }
+}
+
+impl Inner {
+    pub(crate) fn db(&self, name: &str) -> Result<Arc<Database>> {
+        self.dbs
+            .read()
+            .get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::NoSuchDatabase(name.to_string()))
+    }
+
+    fn create_database(&self, name: &str) -> Result<()> {
+        if !database::valid_name(name) {
+            return Err(EngineError::BadDatabaseName(name.to_string()));
+        }
+        let mut dbs = self.dbs.write();
+        if dbs.contains_key(name) {
+            return Err(EngineError::DatabaseExists(name.to_string()));
+        }
+        let file_id = dbs.values().map(|d| d.file_id).max().unwrap_or(0) + 1;
+        let db = Database::create(
+            &*self.opts.vfs,
+            &self.dir.join("databases"),
+            file_id,
+            name,
+            self.opts.cache_pages,
+        )?;
+        dbs.insert(name.to_string(), Arc::new(db));
+        Ok(())
+    }
+
+    pub(crate) fn check_poison(&self) -> Result<()> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Err(EngineError::Closed);
+        }
+        match &*self.poison.lock() {
+            Some(why) => Err(EngineError::Poisoned(why.clone())),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the store unusable for writes after a failure that left memory
+    /// and disk disagreeing. Returns the error to hand to the caller.
+    pub(crate) fn poison(&self, e: EngineError) -> EngineError {
+        let mut p = self.poison.lock();
+        if p.is_none() {
+            tracing::error!(error = %e, "store poisoned; reopen to recover");
+            *p = Some(e.to_string());
+        }
+        e
+    }
+
+    fn stop_daemon(&self) {
+        let (m, cv) = &self.daemon_wake;
+        *m.lock() = true;
+        cv.notify_all();
+    }
+}
+
+pub(crate) fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,480 @@
+//! Opening an engine: restore or verify the write image journal, open the
+//! database files, then roll the journal forward from each database's
+//! checkpoint and roll back the transactions that never ended.
+//!
+//! ## Write image journal: decision table
+//!
+//! | WIJ state | images verify | database pages equal images | action           |
+//! |-----------|---------------|-----------------------------|------------------|
+//! | empty     | –             | –                           | nothing          |
+//! | active    | yes           | –                           | restore images   |
+//! | active    | no            | –                           | refuse (corrupt) |
+//! | clean     | yes           | yes                         | verified         |
+//! | clean     | yes           | no                          | refuse (mismatch)|
+//! | clean     | no            | –                           | refuse (corrupt) |
+//!
+//! `WIJ_CASES` holds this table; a test checks that every combination of
+//! inputs matches exactly one row.
+//!
+//! ## Journal: what replay does with each record at position `p`
+//!
+//! A change is applied to database `D` only if `p >= D.redo_from`: earlier
+//! changes are already in the pages written with `D`'s meta page. Records
+//! from `min(undo_from)` on are read so that every change of a transaction
+//! still open at some checkpoint is known, for undo.
+//!
+//! | record        | effect                                                      |
+//! |---------------|-------------------------------------------------------------|
+//! | Set / Kill    | apply (if `p >= redo_from`); remember before-image by txn   |
+//! | TxnBegin      | note the transaction                                         |
+//! | TxnCommit     | forget the transaction: it is durable history               |
+//! | TxnRollback   | undo the txn's changes at or after `to`, newest first (each |
+//! |               | undo applied if `p >= redo_from`); forget it if `full`       |
+//! | Checkpoint, Epoch | nothing                                                 |
+//!
+//! At the end of the log, every transaction not forgotten never committed:
+//! a full `TxnRollback` is journaled for it and its changes are undone, so
+//! replaying the journal again (after another crash) does the same.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::Arc;
+
+use parking_lot::{Condvar, Mutex, RwLock};
+
+use super::database::{self, Database};
+use super::flush::write_images;
+use super::{now_us, EngineOptions, Inner, LockTable};
+use crate::error::{EngineError, Result};
+use crate::journal::{Journal, Record, TxnId};
+use crate::storage::{OpenMode, VfsFile};
+use crate::wij::{PageImage, Wij, WijState, PAGE_SIZE};
+use crate::Lsn;
+
+/// What the write image journal looked like at startup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WijKind {
+    Empty,
+    Clean,
+    Active,
+}
+
+/// What startup does about the write image journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WijAction {
+    Nothing,
+    Restore,
+    Verified,
+    RefuseCorrupt,
+    RefuseMismatch,
+}
+
+/// The decision table above: (state, images verify, pages match) with
+/// `None` meaning "either".
+pub const WIJ_CASES: &[(WijKind, Option<bool>, Option<bool>, WijAction)] = &[
+    (WijKind::Empty, None, None, WijAction::Nothing),
+    (WijKind::Active, Some(true), None, WijAction::Restore),
+    (WijKind::Active, Some(false), None, WijAction::RefuseCorrupt),
+    (WijKind::Clean, Some(true), Some(true), WijAction::Verified),
+    (
+        WijKind::Clean,
+        Some(true),
+        Some(false),
+        WijAction::RefuseMismatch,
+    ),
+    (WijKind::Clean, Some(false), None, WijAction::RefuseCorrupt),
+];
+
+/// Looks up the table; panics only if the table is incomplete (tested).
+pub fn wij_decision(kind: WijKind, images_ok: bool, pages_match: bool) -> WijAction {
+    let rows: Vec<_> = WIJ_CASES
+        .iter()
+        .filter(|(k, i, p, _)| {
+            *k == kind && i.is_none_or(|i| i == images_ok) && p.is_none_or(|p| p == pages_match)
+        })
+        .collect();
+    assert_eq!(rows.len(), 1, "WIJ decision table must match exactly once");
+    rows[0].3
+}
+
+/// What recovery found and did.
+#[derive(Debug, Clone, Default)]
+pub struct RecoveryReport {
+    pub wij: Option<WijAction>,
+    pub restored_pages: usize,
+    pub journal_dropped_bytes: u64,
+    pub replay_from: Lsn,
+    pub replay_to: Lsn,
+    pub records_replayed: u64,
+    pub rolled_back: Vec<TxnId>,
+    pub removed_unfinished_databases: Vec<String>,
+}
+
+struct DbFile {
+    path: std::path::PathBuf,
+    name: String,
+    file_id: u32,
+    file: Arc<dyn VfsFile>,
+}
+
+pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryReport)> {
+    let vfs = opts.vfs.clone();
+    let db_dir = dir.join("databases");
+    for d in [dir.to_path_buf(), db_dir.clone(), dir.join("journal")] {
+        vfs.create_dir_all(&d)
+            .map_err(|e| EngineError::io(format!("create {}", d.display()), e))?;
+    }
+    let mut report = RecoveryReport::default();
+
+    // 1. Database files, by file id.
+    let mut files = Vec::new();
+    let listing = vfs
+        .list(&db_dir)
+        .map_err(|e| EngineError::io(format!("list {}", db_dir.display()), e))?;
+    for path in listing {
+        let Some((file_id, name)) = database::parse_file_name(&path) else {
+            continue;
+        };
+        let file = vfs
+            .open(&path, OpenMode::Existing)
+            .map_err(|e| EngineError::io(format!("open {}", path.display()), e))?;
+        files.push(DbFile {
+            path,
+            name,
+            file_id,
+            file,
+        });
+    }
+
+    // 2. The write image journal.
+    let mut wij = Wij::open(vfs.clone(), &dir.join("wij"))?;
+    let kind = match wij.state() {
+        WijState::Empty => WijKind::Empty,
+        WijState::Clean { .. } => WijKind::Clean,
+        WijState::Active { .. } => WijKind::Active,
+    };
+    let images = match kind {
+        WijKind::Empty => Ok(Vec::new()),
+        _ => wij.images(),
+    };
+    let mismatches = match (&images, kind) {
+        (Ok(images), WijKind::Clean) => compare_images(&files, images)?,
+        _ => Vec::new(),
+    };
+    let action = wij_decision(kind, images.is_ok(), mismatches.is_empty());
+    report.wij = Some(action);
+    match action {
+        WijAction::Nothing | WijAction::Verified => {}
+        WijAction::Restore => {
+            let images = images?;
+            for f in &files {
+                let mine: Vec<PageImage> = images
+                    .iter()
+                    .filter(|i| i.file_id == f.file_id)
+                    .cloned()
+                    .collect();
+                restore(f, &mine)?;
+            }
+            report.restored_pages = images.len();
+            wij.end_cycle()?;
+            tracing::warn!(
+                pages = report.restored_pages,
+                "restored pages from the active write image journal"
+            );
+        }
+        WijAction::RefuseCorrupt => {
+            return Err(images.err().map(EngineError::from).unwrap_or_else(|| {
+                EngineError::BadDatabaseFile {
+                    path: dir.join("wij").display().to_string(),
+                    reason: "unreadable".into(),
+                }
+            }))
+        }
+        WijAction::RefuseMismatch => {
+            return Err(EngineError::WijMismatch {
+                pages: mismatches.join(", "),
+            })
+        }
+    }
+
+    // 3. Open the databases. A file whose first page was never written is a
+    // creation that did not finish (it was never acknowledged): remove it.
+    let mut dbs = HashMap::new();
+    for f in files {
+        let len = f
+            .file
+            .len()
+            .map_err(|e| EngineError::io(format!("stat {}", f.path.display()), e))?;
+        let mut first = vec![0u8; PAGE_SIZE];
+        let n = f
+            .file
+            .read_at(&mut first, 0)
+            .map_err(|e| EngineError::io(format!("read {}", f.path.display()), e))?;
+        if len < 2 * PAGE_SIZE as u64 && first[..n].iter().all(|b| *b == 0) {
+            vfs.remove(&f.path)
+                .map_err(|e| EngineError::io(format!("remove {}", f.path.display()), e))?;
+            report.removed_unfinished_databases.push(f.name);
+            continue;
+        }
+        let db = Database::open(f.file, f.path, opts.cache_pages)?;
+        dbs.insert(db.name.clone(), Arc::new(db));
+    }
+
+    // 4. The journal, trusting everything before the newest checkpoint.
+    let known_durable = dbs
+        .values()
+        .map(|d| d.tree.read().meta().redo_from)
+        .max()
+        .unwrap_or(0);
+    let (journal, jreport) = Journal::open(
+        vfs.clone(),
+        &dir.join("journal"),
+        opts.journal,
+        Lsn(known_durable),
+    )?;
+    report.journal_dropped_bytes = jreport.dropped_bytes;
+
+    let inner = Inner {
+        opts,
+        dir: dir.to_path_buf(),
+        journal,
+        wij: Mutex::new(wij),
+        dbs: RwLock::new(dbs),
+        locks: LockTable::default(),
+        open_txns: Mutex::new(BTreeMap::new()),
+        next_txn: AtomicU64::new(1),
+        next_session: AtomicU64::new(1),
+        poison: Mutex::new(None),
+        cycle: Mutex::new(()),
+        daemon_wake: (Mutex::new(false), Condvar::new()),
+        closed: AtomicBool::new(false),
+    };
+    replay(&inner, &mut report)?;
+    Ok((inner, report))
+}
+
+/// Pages whose bytes differ from the clean WIJ's images, as "file:page".
+fn compare_images(files: &[DbFile], images: &[PageImage]) -> Result<Vec<String>> {
+    let mut bad = Vec::new();
+    let mut buf = vec![0u8; PAGE_SIZE];
+    for img in images {
+        let Some(f) = files.iter().find(|f| f.file_id == img.file_id) else {
+            bad.push(format!(
+                "file id {} (missing) page {}",
+                img.file_id, img.page_no
+            ));
+            continue;
+        };
+        let n = f
+            .file
+            .read_at(&mut buf, img.page_no * PAGE_SIZE as u64)
+            .map_err(|e| EngineError::io(format!("read {}", f.path.display()), e))?;
+        if n != PAGE_SIZE || buf != img.data {
+            bad.push(format!("{} page {}", f.path.display(), img.page_no));
+        }
+    }
+    Ok(bad)
+}
+
+fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
+    if images.is_empty() {
+        return Ok(());
+    }
+    // Reuse the daemon's writer through a throwaway handle on the file.
+    let meta_stub = crate::btree::Tree::open(
+        f.file.clone(),
+        16,
+        crate::btree::node::Meta {
+            file_id: f.file_id,
+            name: f.name.clone(),
+            root: 1,
+            page_count: 2,
+            free_head: 0,
+            redo_from: 0,
+            undo_from: 0,
+        },
+    );
+    let db = Database {
+        name: f.name.clone(),
+        file_id: f.file_id,
+        path: f.path.clone(),
+        file: f.file.clone(),
+        tree: RwLock::new(meta_stub),
+    };
+    write_images(&db, images)
+}
+
+/// A change of an open transaction, kept for undo.
+struct Change {
+    lsn: Lsn,
+    db: Arc<Database>,
+    key: Vec<u8>,
+    before: Option<Vec<u8>>,
+}
+
+fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
+    let dbs: HashMap<String, Arc<Database>> = inner.dbs.read().clone();
+    let from = dbs
+        .values()
+        .map(|d| {
+            let m = d.tree.read();
+            m.meta().undo_from.min(m.meta().redo_from)
+        })
+        .min()
+        .unwrap_or(0);
+    let from = Lsn(from);
+    report.replay_from = from;
+    let mut txns: BTreeMap<TxnId, Vec<Change>> = BTreeMap::new();
+    let limit = (inner.opts.cache_pages as f64 * inner.opts.dirty_fraction) as usize;
+    let db_of = |name: &str, lsn: Lsn| {
+        dbs.get(name)
+            .cloned()
+            .ok_or_else(|| EngineError::UnknownDatabaseInJournal {
+                lsn: lsn.0,
+                db: name.to_string(),
+            })
+    };
+    for item in inner.journal.read_from(from)? {
+        let (lsn, rec) = item?;
+        report.records_replayed += 1;
+        match rec {
+            Record::Set {
+                txn,
+                db,
+                key,
+                value,
+                before,
+                ..
+            } => {
+                let db = db_of(&db, lsn)?;
+                apply(&db, lsn, lsn, &key, Some(&value))?;
+                if txn != 0 {
+                    txns.entry(txn).or_default().push(Change {
+                        lsn,
+                        db: db.clone(),
+                        key,
+                        before,
+                    });
+                }
+                throttle_replay(inner, &db, lsn, &txns, limit)?;
+            }
+            Record::Kill {
+                txn,
+                db,
+                key,
+                before,
+                ..
+            } => {
+                let db = db_of(&db, lsn)?;
+                apply(&db, lsn, lsn, &key, None)?;
+                if txn != 0 {
+                    txns.entry(txn).or_default().push(Change {
+                        lsn,
+                        db: db.clone(),
+                        key,
+                        before: Some(before),
+                    });
+                }
+                throttle_replay(inner, &db, lsn, &txns, limit)?;
+            }
+            Record::TxnBegin { txn, .. } => {
+                txns.entry(txn).or_default();
+            }
+            Record::TxnCommit { txn, .. } => {
+                txns.remove(&txn);
+            }
+            Record::TxnRollback { txn, to, full, .. } => {
+                if let Some(changes) = txns.get_mut(&txn) {
+                    undo(changes, to, lsn)?;
+                }
+                if full {
+                    txns.remove(&txn);
+                }
+            }
+            Record::Checkpoint { .. } | Record::Epoch { .. } => {}
+        }
+        report.replay_to = lsn;
+    }
+    // Transactions that never ended: journal their rollback, then undo.
+    for (txn, mut changes) in std::mem::take(&mut txns) {
+        let to = changes.first().map(|c| c.lsn).unwrap_or(Lsn::ZERO);
+        let (lsn, _) = inner.journal.append_with_start(&Record::TxnRollback {
+            txn,
+            to,
+            full: true,
+            time_us: now_us(),
+        })?;
+        undo(&mut changes, to, lsn)?;
+        report.rolled_back.push(txn);
+        inner
+            .next_txn
+            .fetch_max(txn + 1, std::sync::atomic::Ordering::SeqCst);
+    }
+    inner.journal.wait_durable(inner.journal.end_lsn())?;
+    if report.records_replayed > 0 || !report.rolled_back.is_empty() {
+        inner.checkpoint()?;
+    }
+    if !report.rolled_back.is_empty() {
+        tracing::warn!(txns = ?report.rolled_back, "rolled back transactions that never committed");
+    }
+    Ok(())
+}
+
+/// Sets (`Some`) or removes (`None`) a key if the database's pages do not
+/// already reflect the journal record at `effect_lsn`.
+fn apply(
+    db: &Database,
+    effect_lsn: Lsn,
+    stamp: Lsn,
+    key: &[u8],
+    value: Option<&[u8]>,
+) -> Result<()> {
+    let mut tree = db.tree.write();
+    if effect_lsn.0 < tree.meta().redo_from {
+        return Ok(());
+    }
+    match value {
+        Some(v) => tree.put(key, v, stamp.0),
+        None => tree.delete(key, stamp.0).map(|_| ()),
+    }
+    .map_err(|e| EngineError::tree(&db.name, e))
+}
+
+/// Undoes, newest first, the changes at or after `to`; the rollback record
+/// at `rollback_lsn` is the effect's position.
+fn undo(changes: &mut Vec<Change>, to: Lsn, rollback_lsn: Lsn) -> Result<()> {
+    while changes.last().is_some_and(|c| c.lsn >= to) {
+        let c = changes.pop().expect("checked");
+        apply(
+            &c.db,
+            rollback_lsn,
+            rollback_lsn,
+            &c.key,
+            c.before.as_deref(),
+        )?;
+    }
+    Ok(())
+}
+
+/// Flushes mid-replay when the pool fills, so recovering a journal larger
+/// than memory stays within the pool bound. The checkpoint's bounds are the
+/// replay position, not the journal's end.
+fn throttle_replay(
+    inner: &Inner,
+    db: &Database,
+    lsn: Lsn,
+    txns: &BTreeMap<TxnId, Vec<Change>>,
+    limit: usize,
+) -> Result<()> {
+    if db.tree.read().pager().dirty_count() <= limit.max(8) {
+        return Ok(());
+    }
+    let next = lsn; // the record at `lsn` is applied; resume after it
+    let undo = txns
+        .values()
+        .filter_map(|c| c.first().map(|c| c.lsn))
+        .min()
+        .unwrap_or(next);
+    inner.checkpoint_at(Some((next, undo)))
+}

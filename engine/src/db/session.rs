@@ -1,0 +1,518 @@
+//! Sessions: the operations on globals, transactions and locks.
+//!
+//! As in IRIS, changes are visible to other sessions as soon as they are
+//! made (there is no isolation beyond LOCK); a transaction makes a group of
+//! changes commit together and lets them be rolled back with their
+//! before-images. A SET or KILL outside a transaction, and an outermost
+//! TCOMMIT, return only when their journal record is durable.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::{now_us, Database, Inner, MAX_VALUE};
+use crate::btree::Tree;
+use crate::error::{EngineError, Result};
+use crate::journal::{Record, TxnId};
+use crate::model::{self, Key, Subscript, Value};
+use crate::Lsn;
+
+/// Transactions nest at most this deep.
+pub const MAX_TXN_LEVELS: usize = 255;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Direction {
+    Forward,
+    Backward,
+}
+
+pub struct Session {
+    inner: Arc<Inner>,
+    id: u64,
+    txn: Option<Txn>,
+}
+
+struct Txn {
+    id: TxnId,
+    /// Journal position of the TxnBegin of each open level.
+    levels: Vec<Lsn>,
+    changes: Vec<Change>,
+}
+
+struct Change {
+    lsn: Lsn,
+    db: Arc<Database>,
+    key: Vec<u8>,
+    before: Option<Vec<u8>>,
+}
+
+impl Session {
+    pub(super) fn new(inner: Arc<Inner>) -> Session {
+        let id = inner
+            .next_session
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Session {
+            inner,
+            id,
+            txn: None,
+        }
+    }
+
+    // ---- reads ----
+
+    pub fn get(&self, db: &str, key: &Key) -> Result<Option<Value>> {
+        let db = self.inner.db(db)?;
+        let raw = db
+            .tree
+            .read()
+            .get(&key.encode())
+            .map_err(|e| EngineError::tree(&db.name, e))?;
+        raw.map(|v| Value::decode(&v).map_err(EngineError::from))
+            .transpose()
+    }
+
+    /// `$DATA`: 0 no node, 1 value only, 10 children only, 11 both.
+    pub fn data(&self, db: &str, key: &Key) -> Result<u8> {
+        let db = self.inner.db(db)?;
+        let enc = key.encode();
+        let tree = db.tree.read();
+        let t = |e| EngineError::tree(&db.name, e);
+        let mut c = tree.seek(&enc).map_err(t)?;
+        let has_value = c.key() == Some(enc.as_slice());
+        if has_value {
+            c.advance(&tree).map_err(t)?;
+        }
+        let has_children = c.key().is_some_and(|k| k.starts_with(&enc));
+        Ok(u8::from(has_value) + 10 * u8::from(has_children))
+    }
+
+    /// `$ORDER`: the next (or previous) subscript at the level of `key`'s
+    /// last subscript. An empty string as the last subscript starts from
+    /// the first (or last) one.
+    pub fn order(&self, db: &str, key: &Key, dir: Direction) -> Result<Option<Subscript>> {
+        let parent = key.parent().ok_or_else(|| {
+            EngineError::BadArgument(format!("$ORDER needs a subscripted key, got {key}"))
+        })?;
+        let from_start = matches!(key.last(), Some(Subscript::Str(s)) if s.is_empty());
+        let penc = parent.encode();
+        let db = self.inner.db(db)?;
+        let tree = db.tree.read();
+        let t = |e| EngineError::tree(&db.name, e);
+        let found = match dir {
+            Direction::Forward => {
+                let start = if from_start {
+                    penc.clone()
+                } else {
+                    model::subtree_end(&key.encode())
+                };
+                let mut c = tree.seek(&start).map_err(t)?;
+                if c.key() == Some(penc.as_slice()) {
+                    c.advance(&tree).map_err(t)?;
+                }
+                c.key().map(<[u8]>::to_vec)
+            }
+            Direction::Backward => {
+                let bound = if from_start {
+                    model::subtree_end(&penc)
+                } else {
+                    key.encode()
+                };
+                tree.last_before(&bound).map_err(t)?.map(|(k, _)| k)
+            }
+        };
+        match found {
+            Some(k) if k.len() > penc.len() && k.starts_with(&penc) => {
+                Ok(Some(model::decode_subscript_at(&k, penc.len())?.0))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// `$QUERY`: the next (or previous) node with a value in the same global.
+    pub fn query(&self, db: &str, key: &Key, dir: Direction) -> Result<Option<Key>> {
+        let enc = key.encode();
+        let global = model::encode_global_prefix(&key.global);
+        let db = self.inner.db(db)?;
+        let tree = db.tree.read();
+        let t = |e| EngineError::tree(&db.name, e);
+        let found = match dir {
+            Direction::Forward => {
+                let mut c = tree.seek(&enc).map_err(t)?;
+                if c.key() == Some(enc.as_slice()) {
+                    c.advance(&tree).map_err(t)?;
+                }
+                c.key().map(<[u8]>::to_vec)
+            }
+            Direction::Backward => tree.last_before(&enc).map_err(t)?.map(|(k, _)| k),
+        };
+        match found {
+            Some(k) if k.starts_with(&global) => Ok(Some(Key::decode(&k)?)),
+            _ => Ok(None),
+        }
+    }
+
+    /// Calls `f` for every node with a value in the subtree of `root`, in
+    /// collation order, until it returns false. Returns how many it saw.
+    pub fn scan(&self, db: &str, root: &Key, mut f: impl FnMut(Key, Value) -> bool) -> Result<u64> {
+        let enc = root.encode();
+        let end = model::subtree_end(&enc);
+        let db = self.inner.db(db)?;
+        let tree = db.tree.read();
+        let t = |e| EngineError::tree(&db.name, e);
+        let mut c = tree.seek(&enc).map_err(t)?;
+        let mut n = 0;
+        while let Some(k) = c.key().filter(|k| *k < end.as_slice()) {
+            let key = Key::decode(k)?;
+            let value = Value::decode(&tree.value(c.cell().expect("at a key")).map_err(t)?)?;
+            n += 1;
+            if !f(key, value) {
+                break;
+            }
+            c.advance(&tree).map_err(t)?;
+        }
+        Ok(n)
+    }
+
+    // ---- writes ----
+
+    pub fn set(&mut self, db: &str, key: &Key, value: &Value) -> Result<()> {
+        let v = value.encode();
+        if v.len() > MAX_VALUE {
+            return Err(EngineError::ValueTooLarge {
+                len: v.len(),
+                max: MAX_VALUE,
+            });
+        }
+        let end = self.write(db, key, |_| Ok(Some(v)))?;
+        self.commit_if_outside_txn(end.map(|(_, e)| e))
+    }
+
+    /// `ZKILL`: removes the node's value, not its children; whether it had one.
+    pub fn zkill(&mut self, db: &str, key: &Key) -> Result<bool> {
+        let end = self.write(db, key, |_| Ok(None))?;
+        self.commit_if_outside_txn(end.map(|(_, e)| e))?;
+        Ok(end.is_some())
+    }
+
+    /// `$INCREMENT`: adds `by` to the node's integer value (missing = 0)
+    /// atomically and returns the new value.
+    pub fn increment(&mut self, db: &str, key: &Key, by: i64) -> Result<i64> {
+        let mut result = 0;
+        let end = self.write(db, key, |before| {
+            let old = match before {
+                None => 0,
+                Some(b) => match Value::decode(b)? {
+                    Value::Int(i) => i,
+                    Value::Str(s) if s.trim().parse::<i64>().is_ok() => {
+                        s.trim().parse().expect("checked")
+                    }
+                    other => {
+                        return Err(EngineError::NotAnInteger {
+                            key: key.to_string(),
+                            value: other.to_string(),
+                        })
+                    }
+                },
+            };
+            result = old
+                .checked_add(by)
+                .ok_or_else(|| EngineError::IncrementOverflow {
+                    key: key.to_string(),
+                })?;
+            Ok(Some(Value::Int(result).encode()))
+        })?;
+        self.commit_if_outside_txn(end.map(|(_, e)| e))?;
+        Ok(result)
+    }
+
+    /// `KILL`: removes the node and its whole subtree; returns how many
+    /// nodes had values. Outside a transaction a multi-node kill runs in an
+    /// implicit one, so a crash never leaves half a subtree.
+    pub fn kill(&mut self, dbname: &str, key: &Key) -> Result<u64> {
+        self.inner.check_poison()?;
+        let db = self.inner.db(dbname)?;
+        self.inner.throttle(&db)?;
+        let enc = key.encode();
+        let end = model::subtree_end(&enc);
+        let implicit = self.txn.is_none() && {
+            let tree = db.tree.read();
+            let mut c = tree.seek(&enc).map_err(|e| EngineError::tree(dbname, e))?;
+            let first = c.key().is_some_and(|k| k < end.as_slice());
+            c.advance(&tree).map_err(|e| EngineError::tree(dbname, e))?;
+            first && c.key().is_some_and(|k| k < end.as_slice())
+        };
+        if implicit {
+            self.tstart()?;
+        }
+        let txn = self.txn_id();
+        let mut killed = Vec::new();
+        let mut last_end = None;
+        {
+            let mut tree = db.tree.write();
+            loop {
+                let t = |e| EngineError::tree(dbname, e);
+                let c = tree.seek(&enc).map_err(t)?;
+                let Some(k) = c.key().filter(|k| *k < end.as_slice()).map(<[u8]>::to_vec) else {
+                    break;
+                };
+                let before = tree.value(c.cell().expect("at a key")).map_err(t)?;
+                drop(c);
+                let rec = Record::Kill {
+                    txn,
+                    time_us: now_us(),
+                    db: dbname.to_string(),
+                    key: k,
+                    before,
+                };
+                let (start, e) = self.inner.journal.append_with_start(&rec)?;
+                let Record::Kill { key: k, before, .. } = rec else {
+                    unreachable!()
+                };
+                if let Err(err) = tree.delete(&k, start.0) {
+                    return Err(self.inner.poison(EngineError::tree(dbname, err)));
+                }
+                killed.push(Change {
+                    lsn: start,
+                    db: db.clone(),
+                    key: k,
+                    before: Some(before),
+                });
+                last_end = Some(e);
+            }
+        }
+        let n = killed.len() as u64;
+        if let Some(t) = &mut self.txn {
+            t.changes.extend(killed);
+        }
+        if implicit {
+            self.tcommit()?;
+        } else {
+            self.commit_if_outside_txn(last_end)?;
+        }
+        Ok(n)
+    }
+
+    // ---- transactions ----
+
+    /// `TSTART`; returns the new nesting level.
+    pub fn tstart(&mut self) -> Result<usize> {
+        self.inner.check_poison()?;
+        match &mut self.txn {
+            None => {
+                let id = self
+                    .inner
+                    .next_txn
+                    .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let (start, _) = self.inner.journal.append_with_start(&Record::TxnBegin {
+                    txn: id,
+                    level: 1,
+                    time_us: now_us(),
+                })?;
+                self.inner.open_txns.lock().insert(id, start);
+                self.txn = Some(Txn {
+                    id,
+                    levels: vec![start],
+                    changes: Vec::new(),
+                });
+                Ok(1)
+            }
+            Some(t) => {
+                if t.levels.len() >= MAX_TXN_LEVELS {
+                    return Err(EngineError::TooManyLevels(MAX_TXN_LEVELS));
+                }
+                let (start, _) = self.inner.journal.append_with_start(&Record::TxnBegin {
+                    txn: t.id,
+                    level: (t.levels.len() + 1) as u8,
+                    time_us: now_us(),
+                })?;
+                t.levels.push(start);
+                Ok(t.levels.len())
+            }
+        }
+    }
+
+    /// `$TLEVEL`.
+    pub fn tlevel(&self) -> usize {
+        self.txn.as_ref().map_or(0, |t| t.levels.len())
+    }
+
+    /// `TCOMMIT`: ends the innermost level; the outermost commits durably.
+    pub fn tcommit(&mut self) -> Result<()> {
+        let t = self.txn.as_mut().ok_or(EngineError::NoTransaction)?;
+        if t.levels.len() > 1 {
+            t.levels.pop();
+            return Ok(());
+        }
+        let id = t.id;
+        let end = self.inner.journal.append(&Record::TxnCommit {
+            txn: id,
+            time_us: now_us(),
+        })?;
+        self.inner.open_txns.lock().remove(&id);
+        self.txn = None;
+        self.inner.journal.wait_durable(end)?;
+        Ok(())
+    }
+
+    /// `TROLLBACK` (all levels) or `TROLLBACK 1` (`innermost_only`).
+    pub fn trollback(&mut self, innermost_only: bool) -> Result<()> {
+        let t = self.txn.as_mut().ok_or(EngineError::NoTransaction)?;
+        let full = !innermost_only || t.levels.len() == 1;
+        let to = if full {
+            t.levels[0]
+        } else {
+            *t.levels.last().expect("open")
+        };
+        let first_undone = t.changes.partition_point(|c| c.lsn < to);
+        let undone: Vec<Change> = t.changes.drain(first_undone..).collect();
+        let id = t.id;
+        if full {
+            self.txn = None;
+        } else if let Some(t) = &mut self.txn {
+            t.levels.pop();
+        }
+        // Lock every database involved, in name order, so the rollback
+        // record and its effects are one step in every database's history.
+        let mut dbs: Vec<Arc<Database>> = Vec::new();
+        for c in &undone {
+            if !dbs.iter().any(|d| Arc::ptr_eq(d, &c.db)) {
+                dbs.push(c.db.clone());
+            }
+        }
+        dbs.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut guards: Vec<_> = dbs.iter().map(|d| d.tree.write()).collect();
+        let result = (|| {
+            let (lsn, _) = self.inner.journal.append_with_start(&Record::TxnRollback {
+                txn: id,
+                to,
+                full,
+                time_us: now_us(),
+            })?;
+            for c in undone.iter().rev() {
+                let i = dbs
+                    .iter()
+                    .position(|d| Arc::ptr_eq(d, &c.db))
+                    .expect("locked");
+                let tree: &mut Tree = &mut guards[i];
+                let r = match &c.before {
+                    Some(v) => tree.put(&c.key, v, lsn.0),
+                    None => tree.delete(&c.key, lsn.0).map(|_| ()),
+                };
+                r.map_err(|e| self.inner.poison(EngineError::tree(&c.db.name, e)))?;
+            }
+            Ok(())
+        })();
+        drop(guards);
+        if full {
+            self.inner.open_txns.lock().remove(&id);
+        }
+        result
+    }
+
+    // ---- locks ----
+
+    /// `LOCK +key:timeout`; false if it timed out.
+    pub fn lock(&self, db: &str, key: &Key, timeout: Duration) -> Result<bool> {
+        self.inner.db(db)?;
+        Ok(self.inner.locks.lock(self.id, db, &key.encode(), timeout))
+    }
+
+    /// `LOCK -key`; false if this session did not hold it.
+    pub fn unlock(&self, db: &str, key: &Key) -> bool {
+        self.inner.locks.unlock(self.id, db, &key.encode())
+    }
+
+    // ---- internals ----
+
+    fn txn_id(&self) -> TxnId {
+        self.txn.as_ref().map_or(0, |t| t.id)
+    }
+
+    fn commit_if_outside_txn(&self, end: Option<Lsn>) -> Result<()> {
+        match (end, &self.txn) {
+            (Some(end), None) => Ok(self.inner.journal.wait_durable(end)?),
+            _ => Ok(()),
+        }
+    }
+
+    /// The one write path: under the database's write lock, computes the new
+    /// value from the old (`None` = remove), journals the change with its
+    /// before-image and applies it. Returns the record's (start, end), or
+    /// `None` if nothing changed (removing a missing node).
+    fn write(
+        &mut self,
+        dbname: &str,
+        key: &Key,
+        f: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
+    ) -> Result<Option<(Lsn, Lsn)>> {
+        self.inner.check_poison()?;
+        key.check_size().map_err(|_| EngineError::KeyTooLong {
+            len: key.encoded_len(),
+            max: model::MAX_ENCODED_KEY,
+        })?;
+        let db = self.inner.db(dbname)?;
+        self.inner.throttle(&db)?;
+        let enc = key.encode();
+        let txn = self.txn_id();
+        let mut tree = db.tree.write();
+        let before = tree.get(&enc).map_err(|e| EngineError::tree(dbname, e))?;
+        let new = f(before.as_deref())?;
+        let rec = match new {
+            Some(value) => Record::Set {
+                txn,
+                time_us: now_us(),
+                db: dbname.to_string(),
+                key: enc,
+                value,
+                before,
+            },
+            None => match before {
+                None => return Ok(None),
+                Some(before) => Record::Kill {
+                    txn,
+                    time_us: now_us(),
+                    db: dbname.to_string(),
+                    key: enc,
+                    before,
+                },
+            },
+        };
+        let (start, end) = self.inner.journal.append_with_start(&rec)?;
+        let (key, before, applied) = match rec {
+            Record::Set {
+                key, value, before, ..
+            } => {
+                let r = tree.put(&key, &value, start.0);
+                (key, before, r)
+            }
+            Record::Kill { key, before, .. } => {
+                let r = tree.delete(&key, start.0).map(|_| ());
+                (key, Some(before), r)
+            }
+            _ => unreachable!("built above"),
+        };
+        drop(tree);
+        if let Err(e) = applied {
+            return Err(self.inner.poison(EngineError::tree(dbname, e)));
+        }
+        if let Some(t) = &mut self.txn {
+            t.changes.push(Change {
+                lsn: start,
+                db,
+                key,
+                before,
+            });
+        }
+        Ok(Some((start, end)))
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        if self.txn.is_some() {
+            if let Err(e) = self.trollback(false) {
+                tracing::warn!(error = %e, "rolling back the transaction of a closed session failed");
+            }
+        }
+        self.inner.locks.release_all(self.id);
+    }
+}

@@ -1,0 +1,62 @@
+//! Engine tests: operations, a model-based comparison with a `BTreeMap`, and
+//! crash images cut at every sync.
+
+mod crash;
+mod model_based;
+mod ops;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use super::{Engine, EngineOptions};
+use crate::journal::JournalOptions;
+use crate::model::{parse_key, parse_value, Key, Value};
+use crate::storage::sim::SimFs;
+
+pub(super) const DB: &str = "DB";
+
+/// Options for a simulated disk: small pool and segments so that flush
+/// cycles and segment rolls happen often; no background daemon, so every
+/// sync happens at a deterministic point.
+pub(super) fn sim_opts(fs: &SimFs) -> EngineOptions {
+    EngineOptions {
+        vfs: Arc::new(fs.clone()),
+        cache_pages: 24,
+        dirty_fraction: 0.5,
+        journal: JournalOptions {
+            segment_bytes: 64 * 1024,
+            ..JournalOptions::default()
+        },
+        flush_interval: None,
+    }
+}
+
+pub(super) fn open(fs: &SimFs) -> Engine {
+    let (e, _) = Engine::open(Path::new("/data"), sim_opts(fs)).expect("open engine");
+    if !e.database_names().iter().any(|n| n == DB) {
+        e.create_database(DB).expect("create database");
+    }
+    e
+}
+
+pub(super) fn k(text: &str) -> Key {
+    parse_key(text).expect("test key parses")
+}
+
+pub(super) fn v(text: &str) -> Value {
+    parse_value(text).expect("test value parses")
+}
+
+/// Every node of every global the tests use, as (encoded key, value).
+pub(super) fn contents(e: &Engine) -> Vec<(Vec<u8>, Value)> {
+    let s = e.session();
+    let mut out = Vec::new();
+    for g in ["^A", "^B", "^C"] {
+        s.scan(DB, &k(g), |key, value| {
+            out.push((key.encode(), value));
+            true
+        })
+        .expect("scan");
+    }
+    out
+}

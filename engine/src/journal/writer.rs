@@ -1,0 +1,564 @@
+//! The journal writer: cheap buffered appends, group commit, segment rolling,
+//! poisoning.
+//!
+//! # Concurrency
+//!
+//! - `pending` (short lock): appenders frame their record into it; a flush
+//!   leader swaps it out. Appenders never wait for I/O.
+//! - `leader` + `flushed` (condvar): at most one thread flushes at a time.
+//!   A committer in [`Journal::wait_durable`] that finds no flush running
+//!   becomes the leader: it takes the pending bytes (up to
+//!   `max_batch_bytes`, cut at a record boundary), does ONE write and ONE
+//!   sync, publishes the new durable position and wakes every waiter. A
+//!   committer that finds a flush running waits for it, then checks again
+//!   (its record may be in the next batch, which it may lead).
+//! - `active` (held only by the leader): the segment being written.
+//! - `segments` (read-mostly): the index readers use to find files.
+//!
+//! Invariants:
+//! - `durable <= end`; both are record boundaries.
+//! - Every byte below `durable` is written and synced in a segment file.
+//! - Bytes in `[durable, pending.start)` are being written by the leader;
+//!   bytes in `[pending.start, end)` are only in memory.
+
+use std::cell::RefCell;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
+
+use parking_lot::{Condvar, Mutex, RwLock};
+use tracing::{error, info};
+
+use super::error::JournalError;
+use super::frame::FrameHeader;
+use super::reader::JournalReader;
+use super::record::Record;
+use super::recovery::{self, OpenReport};
+use super::segment::{create_segment, display_name, SegmentHeader};
+use crate::storage::{Vfs, VfsFile};
+use crate::Lsn;
+
+/// Tuning of a journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// A segment is closed and a new one started once it holds at least this
+    /// many bytes (checked before each batch; records never span segments,
+    /// so a segment may end up to one batch larger). Default 64 MiB.
+    pub segment_bytes: u64,
+    /// Most bytes one group-commit write carries (a single larger record is
+    /// written alone). Recovery relies on it: damage followed by valid
+    /// records reaching farther than this is corruption, not a torn write.
+    /// Must be the same value the journal was written with. Default 4 MiB.
+    pub max_batch_bytes: u64,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions {
+            segment_bytes: 64 * 1024 * 1024,
+            max_batch_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl JournalOptions {
+    fn validate(&self) -> Result<(), JournalError> {
+        if self.segment_bytes == 0 {
+            return Err(JournalError::InvalidOptions(
+                "segment_bytes must be at least 1".into(),
+            ));
+        }
+        if self.max_batch_bytes < FrameHeader::LEN as u64 {
+            return Err(JournalError::InvalidOptions(format!(
+                "max_batch_bytes must be at least {} (one record header)",
+                FrameHeader::LEN
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// One segment file, as readers see it.
+pub(crate) struct SegmentEntry {
+    pub start: Lsn,
+    pub name: String,
+    pub file: Arc<dyn VfsFile>,
+}
+
+/// Appended records not yet taken by a flush.
+struct Pending {
+    buf: Vec<u8>,
+    /// Bytes at the front of `buf` already taken by a flush.
+    taken: usize,
+    /// Position of `buf[taken]`.
+    start: Lsn,
+    /// Stored crc of the last appended record (the chain value).
+    last_crc: u32,
+}
+
+impl Pending {
+    fn end(&self) -> Lsn {
+        self.start.offset((self.buf.len() - self.taken) as u64)
+    }
+}
+
+/// The segment being written; touched only by the flush leader.
+struct Active {
+    start: Lsn,
+    name: String,
+    file: Arc<dyn VfsFile>,
+    /// Bytes in the file, header included.
+    len: u64,
+    /// Stored crc of the last record written (seed of the next segment).
+    last_crc: u32,
+    /// Recycled batch buffer.
+    spare: Vec<u8>,
+}
+
+pub(crate) struct Inner {
+    vfs: Arc<dyn Vfs>,
+    dir: PathBuf,
+    opts: JournalOptions,
+    pending: Mutex<Pending>,
+    /// End of appended records (mirrors `pending.end()`).
+    end: AtomicU64,
+    /// Every byte below is durable.
+    durable: AtomicU64,
+    syncs: AtomicU64,
+    poison: OnceLock<String>,
+    /// True while a flush leader runs.
+    leader: Mutex<bool>,
+    flushed: Condvar,
+    active: Mutex<Active>,
+    pub(crate) segments: RwLock<Vec<SegmentEntry>>,
+}
+
+impl Inner {
+    pub(crate) fn durable_lsn(&self) -> Lsn {
+        Lsn(self.durable.load(Ordering::Acquire))
+    }
+
+    fn check_poison(&self) -> Result<(), JournalError> {
+        match self.poison.get() {
+            Some(cause) => Err(JournalError::Poisoned {
+                cause: cause.clone(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Records the first failure for good and returns the error to give out.
+    fn poison(&self, cause: String) -> JournalError {
+        if self.poison.set(cause.clone()).is_ok() {
+            error!(dir = %self.dir.display(), %cause, "journal poisoned");
+        }
+        JournalError::Poisoned {
+            cause: self.poison.get().cloned().unwrap_or(cause),
+        }
+    }
+
+    /// Moves up to `max_batch_bytes` of pending records (whole records, at
+    /// least one) into the empty `out`. Returns the batch's position and the
+    /// stored crc of its last record.
+    fn take_batch(&self, out: &mut Vec<u8>) -> Option<(Lsn, u32)> {
+        let max = self.opts.max_batch_bytes;
+        let mut p = self.pending.lock();
+        let avail = &p.buf[p.taken..];
+        if avail.is_empty() {
+            return None;
+        }
+        let start = p.start;
+        if p.taken == 0 && avail.len() as u64 <= max {
+            std::mem::swap(&mut p.buf, out);
+            p.start = start.offset(out.len() as u64);
+            return Some((start, p.last_crc));
+        }
+        let mut cut = 0usize;
+        let mut crc = 0u32;
+        while cut < avail.len() {
+            let mut hb = [0u8; FrameHeader::LEN];
+            hb.copy_from_slice(&avail[cut..cut + FrameHeader::LEN]);
+            let h = FrameHeader::from_bytes(&hb);
+            let next = cut + h.frame_len() as usize;
+            if cut > 0 && next as u64 > max {
+                break;
+            }
+            cut = next;
+            crc = h.crc;
+        }
+        out.extend_from_slice(&avail[..cut]);
+        p.taken += cut;
+        p.start = start.offset(cut as u64);
+        if p.taken == p.buf.len() {
+            p.buf.clear();
+            p.taken = 0;
+        }
+        Some((start, crc))
+    }
+
+    /// One batch: take, write, sync, publish. Leader only.
+    fn flush_batch(&self, active: &mut Active) -> Result<(), JournalError> {
+        // A leader that failed left `pending` and `active` out of step: no
+        // later leader may write.
+        self.check_poison()?;
+        let mut batch = std::mem::take(&mut active.spare);
+        batch.clear();
+        let result = match self.take_batch(&mut batch) {
+            Some((start, last_crc)) => self.write_batch(active, start, &batch, last_crc),
+            None => Ok(()),
+        };
+        batch.clear();
+        if batch.capacity() as u64 > 2 * self.opts.max_batch_bytes.max(1 << 20) {
+            batch = Vec::new();
+        }
+        active.spare = batch;
+        result
+    }
+
+    fn write_batch(
+        &self,
+        active: &mut Active,
+        start: Lsn,
+        batch: &[u8],
+        last_crc: u32,
+    ) -> Result<(), JournalError> {
+        if active.len >= self.opts.segment_bytes && active.len > SegmentHeader::LEN {
+            self.roll(active, start)?;
+        }
+        let at = active.start.offset(active.len - SegmentHeader::LEN);
+        if at != start {
+            return Err(self.poison(format!(
+                "internal error: batch at lsn {start}, but journal segment {} ends at lsn {at}",
+                active.name
+            )));
+        }
+        if let Err(e) = active.file.write_all_at(batch, active.len) {
+            return Err(self.poison(format!(
+                "write of {} bytes at lsn {start} to journal segment {} failed: {e}",
+                batch.len(),
+                active.name
+            )));
+        }
+        if let Err(e) = active.file.sync() {
+            return Err(self.poison(format!(
+                "sync of journal segment {} failed: {e}",
+                active.name
+            )));
+        }
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        active.len += batch.len() as u64;
+        active.last_crc = last_crc;
+        self.durable
+            .store(start.0 + batch.len() as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Starts a new segment at `start`. The old one was synced by its last
+    /// batch (or at open), so it is complete for good before the new file
+    /// exists.
+    fn roll(&self, active: &mut Active, start: Lsn) -> Result<(), JournalError> {
+        let header = SegmentHeader {
+            start,
+            prev_crc: active.last_crc,
+        };
+        let (path, file) = create_segment(&*self.vfs, &self.dir, header).map_err(|e| {
+            self.poison(format!("create journal segment at lsn {start} failed: {e}"))
+        })?;
+        self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.vfs.sync_dir(&self.dir).map_err(|e| {
+            self.poison(format!(
+                "sync of journal folder {} failed: {e}",
+                self.dir.display()
+            ))
+        })?;
+        let name = display_name(&path);
+        self.segments.write().push(SegmentEntry {
+            start,
+            name: name.clone(),
+            file: file.clone(),
+        });
+        tracing::debug!(segment = %name, "journal segment started");
+        active.start = start;
+        active.name = name;
+        active.file = file;
+        active.len = SegmentHeader::LEN;
+        Ok(())
+    }
+}
+
+/// Clears the leader flag and wakes waiters, even if the flush panicked.
+struct LeaderGuard<'a>(&'a Inner);
+
+impl Drop for LeaderGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.leader.lock() = false;
+        self.0.flushed.notify_all();
+    }
+}
+
+// Encoding scratch, one per thread, so payloads are encoded and
+// checksummed outside the `pending` lock without allocating.
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Scratch buffers above this size are released after use.
+const SCRATCH_KEEP: usize = 1 << 20;
+
+/// The journal of one member: segment files in one folder, appended by many
+/// threads through `&self`, made durable by group commit.
+///
+/// - Appends only buffer in memory; nothing bounds the buffer but the
+///   callers' own commits ([`Journal::wait_durable`], [`Journal::flush`]).
+/// - Dropping the journal discards what is not durable yet.
+/// - A failed write or sync poisons it for good: the failed batch may or may
+///   not be on disk, so no later batch may be written after it, and an fsync
+///   is never retried. Reopen (recovery decides what survived).
+pub struct Journal {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("dir", &self.inner.dir)
+            .field("end", &self.end_lsn())
+            .field("durable", &self.durable_lsn())
+            .field("poisoned", &self.is_poisoned())
+            .finish()
+    }
+}
+
+impl Journal {
+    /// Opens the journal in `dir` (creating the folder and a first segment
+    /// if there is none), validating every segment and cutting a torn tail
+    /// (see [`super::recovery`]). `known_durable` is a position the caller
+    /// knows was durable (the checkpoint position in its database headers):
+    /// damage before it, or a log ending before it, is `Corrupt`.
+    ///
+    /// Everything found valid is synced, so `durable_lsn() == end_lsn()`
+    /// on return, and appends continue the chain from the last valid record.
+    pub fn open(
+        vfs: Arc<dyn Vfs>,
+        dir: &Path,
+        opts: JournalOptions,
+        known_durable: Lsn,
+    ) -> Result<(Journal, OpenReport), JournalError> {
+        opts.validate()?;
+        vfs.create_dir_all(dir)
+            .map_err(|e| JournalError::io(format!("create journal folder {}", dir.display()), e))?;
+        let rec = recovery::recover(&*vfs, dir, opts.max_batch_bytes, known_durable)?;
+        let mut syncs = rec.syncs;
+        let sync_dir = |vfs: &dyn Vfs| {
+            vfs.sync_dir(dir)
+                .map_err(|e| JournalError::io(format!("sync journal folder {}", dir.display()), e))
+        };
+        let created = rec.segments.is_empty();
+        let mut segments: Vec<SegmentEntry> = rec
+            .segments
+            .iter()
+            .map(|s| SegmentEntry {
+                start: s.start,
+                name: display_name(&s.path),
+                file: s.file.clone(),
+            })
+            .collect();
+        if created {
+            let header = SegmentHeader {
+                start: Lsn::ZERO,
+                prev_crc: 0,
+            };
+            let (path, file) = create_segment(&*vfs, dir, header).map_err(|e| {
+                JournalError::io(
+                    format!("create first journal segment in {}", dir.display()),
+                    e,
+                )
+            })?;
+            syncs += 1;
+            segments.push(SegmentEntry {
+                start: Lsn::ZERO,
+                name: display_name(&path),
+                file,
+            });
+        } else {
+            // What we found may have been written but never synced by a
+            // process that died; it counts as durable only once synced.
+            let last = segments.last().expect("not empty");
+            last.file
+                .sync()
+                .map_err(|e| JournalError::io(format!("sync journal segment {}", last.name), e))?;
+            syncs += 1;
+        }
+        sync_dir(&*vfs)?;
+
+        let last = segments.last().expect("at least one segment");
+        let active = Active {
+            start: last.start,
+            name: last.name.clone(),
+            file: last.file.clone(),
+            len: SegmentHeader::LEN + (rec.end.0 - last.start.0),
+            last_crc: rec.last_crc,
+            spare: Vec::new(),
+        };
+        let report = OpenReport {
+            created,
+            start: segments[0].start,
+            end: rec.end,
+            last_crc: rec.last_crc,
+            segments: segments.len(),
+            records: rec.records,
+            dropped_bytes: rec.repair.as_ref().map_or(0, |r| r.dropped_bytes),
+            repair: rec.repair,
+        };
+        info!(dir = %dir.display(), end = %report.end, segments = report.segments,
+              records = report.records, dropped_bytes = report.dropped_bytes, "journal opened");
+        let inner = Inner {
+            vfs,
+            dir: dir.to_path_buf(),
+            opts,
+            pending: Mutex::new(Pending {
+                buf: Vec::new(),
+                taken: 0,
+                start: rec.end,
+                last_crc: rec.last_crc,
+            }),
+            end: AtomicU64::new(rec.end.0),
+            durable: AtomicU64::new(rec.end.0),
+            syncs: AtomicU64::new(syncs),
+            poison: OnceLock::new(),
+            leader: Mutex::new(false),
+            flushed: Condvar::new(),
+            active: Mutex::new(active),
+            segments: RwLock::new(segments),
+        };
+        Ok((
+            Journal {
+                inner: Arc::new(inner),
+            },
+            report,
+        ))
+    }
+
+    /// Appends a record to the in-memory buffer; returns the position just
+    /// past it (what to pass to [`Journal::wait_durable`]). Not durable yet.
+    pub fn append(&self, rec: &Record) -> Result<Lsn, JournalError> {
+        self.append_with_start(rec).map(|(_, end)| end)
+    }
+
+    /// Like [`Journal::append`], also returning the record's own position.
+    pub fn append_with_start(&self, rec: &Record) -> Result<(Lsn, Lsn), JournalError> {
+        self.inner.check_poison()?;
+        let len = rec.check_size()?;
+        let kind = rec.kind();
+        SCRATCH.with(|cell| {
+            let mut payload = cell.borrow_mut();
+            payload.clear();
+            rec.encode_into(&mut payload);
+            debug_assert_eq!(payload.len(), len as usize);
+            let payload_crc = crc32c::crc32c(&payload);
+            let positions = {
+                let mut p = self.inner.pending.lock();
+                let header = FrameHeader::from_payload_crc(p.last_crc, kind, len, payload_crc);
+                let start = p.end();
+                p.buf.extend_from_slice(&header.to_bytes());
+                p.buf.extend_from_slice(&payload);
+                p.last_crc = header.crc;
+                let end = start.offset(header.frame_len());
+                self.inner.end.store(end.0, Ordering::Release);
+                (start, end)
+            };
+            if payload.capacity() > SCRATCH_KEEP {
+                *payload = Vec::new();
+            }
+            Ok(positions)
+        })
+    }
+
+    /// Returns once every byte below `upto` is durable (group commit: one
+    /// write + one sync serves every record appended before it started).
+    pub fn wait_durable(&self, upto: Lsn) -> Result<(), JournalError> {
+        let inner = &*self.inner;
+        loop {
+            inner.check_poison()?;
+            if inner.durable_lsn() >= upto {
+                return Ok(());
+            }
+            let end = self.end_lsn();
+            if upto > end {
+                return Err(JournalError::BeyondEnd { upto, end });
+            }
+            {
+                let mut leading = inner.leader.lock();
+                if *leading {
+                    inner.flushed.wait(&mut leading);
+                    continue;
+                }
+                *leading = true;
+            }
+            let _guard = LeaderGuard(inner);
+            let mut active = inner.active.lock();
+            inner.flush_batch(&mut active)?;
+        }
+    }
+
+    /// Makes everything appended so far durable.
+    pub fn flush(&self) -> Result<(), JournalError> {
+        self.wait_durable(self.end_lsn())
+    }
+
+    /// Every byte below is durable; always a record boundary.
+    pub fn durable_lsn(&self) -> Lsn {
+        self.inner.durable_lsn()
+    }
+
+    /// End of the appended records (durable or not); a record boundary.
+    pub fn end_lsn(&self) -> Lsn {
+        Lsn(self.inner.end.load(Ordering::Acquire))
+    }
+
+    /// Stored crc of the last appended record: the chain value the next
+    /// record is checksummed with.
+    pub fn last_crc(&self) -> u32 {
+        self.inner.pending.lock().last_crc
+    }
+
+    /// Number of segment file syncs since open (including open's own):
+    /// with group commit, far fewer than commits.
+    pub fn syncs(&self) -> u64 {
+        self.inner.syncs.load(Ordering::Relaxed)
+    }
+
+    /// True once a write or sync failed; every later append and wait fails.
+    pub fn is_poisoned(&self) -> bool {
+        self.inner.poison.get().is_some()
+    }
+
+    /// Reads the records from `from` (a record boundary) up to the durable
+    /// position at the time of this call, from the segment files, validating
+    /// the crc chain from the start of `from`'s segment. Records appended
+    /// but not yet durable are not returned: call again from
+    /// [`JournalReader::position`] to follow the journal.
+    pub fn read_from(&self, from: Lsn) -> Result<JournalReader, JournalError> {
+        JournalReader::new(self.inner.clone(), from)
+    }
+
+    /// Start positions and file names of the segments, oldest first.
+    pub fn segments(&self) -> Vec<(Lsn, String)> {
+        self.inner
+            .segments
+            .read()
+            .iter()
+            .map(|s| (s.start, s.name.clone()))
+            .collect()
+    }
+
+    /// The options the journal was opened with.
+    pub fn options(&self) -> JournalOptions {
+        self.inner.opts
+    }
+
+    /// The journal folder.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+}

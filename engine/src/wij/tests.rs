@@ -1,0 +1,591 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::format::{Header, SlotHeader, HEADER_BLOCK, HEADER_COPIES, SLOT_SIZE};
+use super::*;
+use crate::storage::os::OsFs;
+use crate::storage::sim::{CrashFate, SimFs};
+
+fn wij_path() -> PathBuf {
+    PathBuf::from("/db/wij")
+}
+
+fn open(fs: &SimFs) -> Result<Wij, WijError> {
+    Wij::open(Arc::new(fs.clone()), &wij_path())
+}
+
+/// A page whose bytes depend on everything that names it.
+fn page(cycle: u64, index: usize) -> PageImage {
+    let file_id = (index % 3) as u32;
+    let page_no = (index as u64) * 7 + cycle;
+    let mut data = vec![0u8; PAGE_SIZE];
+    let mut x = cycle.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ (index as u64) << 20;
+    for chunk in data.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes());
+    }
+    PageImage {
+        file_id,
+        page_no,
+        data,
+    }
+}
+
+fn cycle_images(cycle: u64, count: usize) -> Vec<PageImage> {
+    (0..count).map(|i| page(cycle, i)).collect()
+}
+
+#[test]
+fn round_trip() {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    assert_eq!(wij.state(), WijState::Empty);
+    assert_eq!(wij.images().unwrap(), vec![]);
+    assert!(fs.exists(&wij_path()));
+
+    let first = cycle_images(1, 3);
+    assert_eq!(wij.begin_cycle(&first).unwrap(), 1);
+    assert_eq!(wij.state(), WijState::Active { cycle: 1 });
+    assert_eq!(wij.images().unwrap(), first);
+    drop(wij);
+
+    let mut wij = open(&fs).unwrap();
+    assert_eq!(wij.state(), WijState::Active { cycle: 1 });
+    assert_eq!(wij.images().unwrap(), first);
+    wij.end_cycle().unwrap();
+    assert_eq!(wij.state(), WijState::Clean { cycle: 1 });
+    let wij = open(&fs).unwrap();
+    assert_eq!(wij.state(), WijState::Clean { cycle: 1 });
+    assert_eq!(wij.images().unwrap(), first);
+
+    // A cycle larger than one write batch, then a smaller one over it.
+    let mut wij = wij;
+    let big = cycle_images(2, 300);
+    assert_eq!(wij.begin_cycle(&big).unwrap(), 2);
+    wij.end_cycle().unwrap();
+    let mut wij = open(&fs).unwrap();
+    assert_eq!(wij.state(), WijState::Clean { cycle: 2 });
+    assert_eq!(wij.images().unwrap(), big);
+    let small = cycle_images(3, 2);
+    assert_eq!(wij.begin_cycle(&small).unwrap(), 3);
+    let scan = open(&fs).unwrap().scan().unwrap();
+    assert_eq!(
+        scan,
+        Scan {
+            state: WijState::Active { cycle: 3 },
+            images: small,
+            skipped: vec![]
+        }
+    );
+    // An empty cycle is a cycle too.
+    wij.end_cycle().unwrap();
+    assert_eq!(wij.begin_cycle(&[]).unwrap(), 4);
+    assert_eq!(open(&fs).unwrap().images().unwrap(), vec![]);
+}
+
+#[test]
+fn round_trip_on_real_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("wij");
+    let images = cycle_images(1, 130);
+    let mut wij = Wij::open(Arc::new(OsFs), &path).unwrap();
+    assert_eq!(wij.begin_cycle(&images).unwrap(), 1);
+    drop(wij);
+    let mut wij = Wij::open(Arc::new(OsFs), &path).unwrap();
+    assert_eq!(wij.state(), WijState::Active { cycle: 1 });
+    assert_eq!(wij.images().unwrap(), images);
+    wij.end_cycle().unwrap();
+    assert_eq!(
+        Wij::open(Arc::new(OsFs), &path).unwrap().state(),
+        WijState::Clean { cycle: 1 }
+    );
+}
+
+#[test]
+fn refuses_what_does_not_fit_the_state() {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    assert!(matches!(
+        wij.end_cycle(),
+        Err(WijError::WrongState {
+            state: WijState::Empty,
+            ..
+        })
+    ));
+    let mut short = page(1, 0);
+    short.data.truncate(100);
+    let err = wij.begin_cycle(&[page(1, 0), short]).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WijError::BadImageSize {
+                index: 1,
+                len: 100,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    wij.begin_cycle(&cycle_images(1, 1)).unwrap();
+    let err = wij.begin_cycle(&cycle_images(2, 1)).unwrap_err();
+    assert!(matches!(
+        err,
+        WijError::WrongState {
+            state: WijState::Active { cycle: 1 },
+            ..
+        }
+    ));
+    assert_eq!(
+        err.to_string(),
+        "WIJ /db/wij: cannot begin a cycle: the WIJ is active with cycle 1"
+    );
+}
+
+/// The state a crash must leave: the last one reached, or the one the
+/// interrupted call was heading for.
+#[derive(Debug)]
+struct Progress {
+    /// `None` until `open` returned (the file may not exist yet).
+    reached: Option<WijState>,
+    heading_for: WijState,
+}
+
+const SCRIPT: [usize; 4] = [3, 5, 2, 4];
+
+/// Runs open, then begin/end of every cycle in [`SCRIPT`], until an error.
+fn run_script(fs: &SimFs) -> Progress {
+    let mut progress = Progress {
+        reached: None,
+        heading_for: WijState::Empty,
+    };
+    let Ok(mut wij) = open(fs) else {
+        return progress;
+    };
+    progress.reached = Some(WijState::Empty);
+    for (i, &count) in SCRIPT.iter().enumerate() {
+        let cycle = i as u64 + 1;
+        progress.heading_for = WijState::Active { cycle };
+        if wij.begin_cycle(&cycle_images(cycle, count)).is_err() {
+            return progress;
+        }
+        progress.reached = Some(WijState::Active { cycle });
+        progress.heading_for = WijState::Clean { cycle };
+        if wij.end_cycle().is_err() {
+            return progress;
+        }
+        progress.reached = Some(WijState::Clean { cycle });
+    }
+    progress
+}
+
+/// Checks a reopened WIJ against what the interrupted script allows, then
+/// finishes any active cycle and runs one more.
+fn check_recovered(image: &SimFs, progress: &Progress, what: &str) {
+    let mut wij = open(image).unwrap_or_else(|e| panic!("{what}: reopen failed: {e}"));
+    let state = wij.state();
+    let allowed = [
+        progress.reached.unwrap_or(WijState::Empty),
+        progress.heading_for,
+    ];
+    assert!(
+        allowed.contains(&state),
+        "{what}: state {state}, allowed {allowed:?}"
+    );
+    let scan = wij
+        .scan()
+        .unwrap_or_else(|e| panic!("{what}: scan failed: {e}"));
+    match state {
+        WijState::Empty => assert!(scan.images.is_empty() && scan.skipped.is_empty()),
+        WijState::Active { cycle } => {
+            assert_eq!(
+                scan.images,
+                cycle_images(cycle, SCRIPT[cycle as usize - 1]),
+                "{what}"
+            );
+            assert!(scan.skipped.is_empty());
+        }
+        WijState::Clean { cycle } => {
+            let expected = cycle_images(cycle, SCRIPT[cycle as usize - 1]);
+            let kept: Vec<&PageImage> = (0..expected.len())
+                .filter(|&i| !scan.skipped.iter().any(|s| s.index == i as u64))
+                .map(|i| &expected[i])
+                .collect();
+            assert_eq!(scan.images.iter().collect::<Vec<_>>(), kept, "{what}");
+            let in_next_begin = progress.heading_for == WijState::Active { cycle: cycle + 1 };
+            assert!(
+                in_next_begin || scan.skipped.is_empty(),
+                "{what}: skipped {:?}",
+                scan.skipped
+            );
+        }
+    }
+    // The recovered WIJ keeps working: restore, then one more cycle.
+    if let WijState::Active { .. } = state {
+        wij.end_cycle().unwrap();
+    }
+    let next = cycle_images(99, 3);
+    assert_eq!(wij.begin_cycle(&next).unwrap(), state.cycle() + 1, "{what}");
+    wij.end_cycle().unwrap();
+    let reopened = open(image).unwrap();
+    assert_eq!(
+        reopened.state(),
+        WijState::Clean {
+            cycle: state.cycle() + 1
+        }
+    );
+    assert_eq!(reopened.images().unwrap(), next);
+}
+
+#[test]
+fn crash_at_every_sync_point() {
+    let clean = SimFs::new();
+    let progress = run_script(&clean);
+    assert_eq!(
+        progress.reached,
+        Some(WijState::Clean {
+            cycle: SCRIPT.len() as u64
+        })
+    );
+    let total = clean.syncs();
+    // Open: file sync + directory sync; each cycle: slots + 2 headers + 2 headers.
+    assert_eq!(total, 2 + 5 * SCRIPT.len() as u64);
+
+    let mut skipped_some = false;
+    for n in 1..=total {
+        let fs = SimFs::new();
+        fs.crash_at_sync(n);
+        let progress = run_script(&fs);
+        assert!(fs.is_crashed(), "sync {n}");
+        assert_eq!(fs.syncs(), n - 1, "the crash is at sync {n} exactly");
+        let fates = (0..12)
+            .map(CrashFate::Seeded)
+            .chain([CrashFate::DropAll, CrashFate::KeepAll]);
+        for fate in fates {
+            let image = fs.crash_image_with(fate);
+            check_recovered(&image, &progress, &format!("crash at sync {n}, {fate:?}"));
+            let image = fs.crash_image_with(fate);
+            skipped_some |= open(&image)
+                .ok()
+                .and_then(|w| w.scan().ok())
+                .is_some_and(|s| !s.skipped.is_empty());
+        }
+    }
+    assert!(
+        skipped_some,
+        "some crash should leave a Clean WIJ with overwritten slots"
+    );
+}
+
+#[test]
+fn clean_scan_skips_slots_of_an_unfinished_cycle() {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    let first = cycle_images(1, 4);
+    wij.begin_cycle(&first).unwrap();
+    wij.end_cycle().unwrap();
+    fs.crash_at_sync(1);
+    assert!(wij.begin_cycle(&cycle_images(2, 2)).is_err());
+
+    let image = fs.crash_image_with(CrashFate::KeepAll);
+    let scan = open(&image).unwrap().scan().unwrap();
+    assert_eq!(scan.state, WijState::Clean { cycle: 1 });
+    assert_eq!(scan.images, first[2..].to_vec());
+    let overwritten = SkipReason::Overwritten { cycle: 2 };
+    assert_eq!(
+        scan.skipped,
+        vec![
+            SkippedSlot {
+                index: 0,
+                offset: format::slot_offset(0),
+                reason: overwritten
+            },
+            SkippedSlot {
+                index: 1,
+                offset: format::slot_offset(1),
+                reason: overwritten
+            },
+        ]
+    );
+
+    // A flipped bit in a Clean WIJ reads as a torn slot.
+    image
+        .flip_bit(&wij_path(), format::slot_offset(3) + 100, 0)
+        .unwrap();
+    let scan = open(&image).unwrap().scan().unwrap();
+    assert_eq!(scan.images, first[2..3].to_vec());
+    assert_eq!(
+        scan.skipped[2],
+        SkippedSlot {
+            index: 3,
+            offset: format::slot_offset(3),
+            reason: SkipReason::Torn
+        }
+    );
+}
+
+#[test]
+fn corrupt_image_in_an_active_wij_is_reported_with_its_index() {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    wij.begin_cycle(&cycle_images(1, 4)).unwrap();
+    let offset = format::slot_offset(2);
+    fs.flip_bit(&wij_path(), offset + 5000, 6).unwrap();
+    let err = open(&fs).unwrap().images().unwrap_err();
+    match &err {
+        WijError::Corrupt {
+            part, offset: at, ..
+        } => {
+            assert_eq!(*part, WijPart::Image(2));
+            assert_eq!(*at, offset);
+        }
+        other => panic!("{other}"),
+    }
+    assert_eq!(
+        err.to_string(),
+        format!("WIJ /db/wij: image 2 at offset {offset} is corrupt: checksum mismatch")
+    );
+}
+
+#[test]
+fn slots_no_crash_can_explain_are_corrupt() {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    wij.begin_cycle(&cycle_images(1, 3)).unwrap();
+    wij.end_cycle().unwrap();
+    wij.begin_cycle(&cycle_images(2, 3)).unwrap();
+    wij.end_cycle().unwrap();
+    drop(wij);
+
+    // A well-formed slot from an older cycle, in a Clean WIJ.
+    let mut slot = Vec::new();
+    SlotHeader {
+        index: 1,
+        cycle: 1,
+        file_id: 0,
+        page_no: 0,
+    }
+    .encode_into(&[0u8; PAGE_SIZE], &mut slot);
+    fs.write_raw(&wij_path(), format::slot_offset(1), &slot)
+        .unwrap();
+    let err = open(&fs).unwrap().images().unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WijError::Corrupt {
+                part: WijPart::Image(1),
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A slot in the wrong place.
+    let mut slot = Vec::new();
+    SlotHeader {
+        index: 0,
+        cycle: 2,
+        file_id: 0,
+        page_no: 0,
+    }
+    .encode_into(&[0u8; PAGE_SIZE], &mut slot);
+    fs.write_raw(&wij_path(), format::slot_offset(1), &slot)
+        .unwrap();
+    let err = open(&fs).unwrap().images().unwrap_err();
+    assert!(
+        err.to_string().contains("slot says it holds image 0"),
+        "{err}"
+    );
+}
+
+fn copy_bytes(fs: &SimFs, copy: usize) -> Vec<u8> {
+    let at = HEADER_COPIES[copy] as usize;
+    fs.file_bytes(&wij_path()).unwrap()[at..at + HEADER_BLOCK].to_vec()
+}
+
+/// A WIJ that is Clean after cycle 1, and the block of the Active(2)
+/// header its next update would write.
+fn clean_wij_and_next_header() -> (SimFs, Vec<u8>) {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    wij.begin_cycle(&cycle_images(1, 2)).unwrap();
+    wij.end_cycle().unwrap();
+    let now = Header {
+        state: WijState::Clean { cycle: 1 },
+        image_count: 2,
+        seq: 2,
+    };
+    assert_eq!(
+        copy_bytes(&fs, 0),
+        now.encode(),
+        "the expected header sequence"
+    );
+    let next = Header {
+        state: WijState::Active { cycle: 2 },
+        image_count: 2,
+        seq: 3,
+    };
+    (fs, next.encode())
+}
+
+#[test]
+fn torn_header_writes_never_lose_the_state() {
+    // Tear the new header into either copy at every byte (finer than any
+    // sector), the other copy holding the old or the new state.
+    for (copy, &copy_offset) in HEADER_COPIES.iter().enumerate() {
+        for cut in 0..=64 {
+            let (fs, next) = clean_wij_and_next_header();
+            // The slots of cycle 2 are durable before its header is written.
+            {
+                let mut slots = Vec::new();
+                for (i, image) in cycle_images(2, 2).iter().enumerate() {
+                    let head = SlotHeader {
+                        index: i as u32,
+                        cycle: 2,
+                        file_id: image.file_id,
+                        page_no: image.page_no,
+                    };
+                    head.encode_into(&image.data, &mut slots);
+                }
+                fs.write_raw(&wij_path(), format::slot_offset(0), &slots)
+                    .unwrap();
+            }
+            if copy == 1 {
+                // Copy A was written and synced before copy B.
+                fs.write_raw(&wij_path(), HEADER_COPIES[0], &next).unwrap();
+            }
+            fs.write_raw(&wij_path(), copy_offset, &next[..cut])
+                .unwrap();
+            let wij = open(&fs).unwrap_or_else(|e| panic!("copy {copy}, cut {cut}: {e}"));
+            let expected: &[WijState] = if copy == 0 {
+                &[WijState::Clean { cycle: 1 }, WijState::Active { cycle: 2 }]
+            } else {
+                &[WijState::Active { cycle: 2 }]
+            };
+            assert!(
+                expected.contains(&wij.state()),
+                "copy {copy}, cut {cut}: {}",
+                wij.state()
+            );
+            let scan = wij.scan().unwrap();
+            if wij.state() == (WijState::Active { cycle: 2 }) {
+                assert_eq!(scan.images, cycle_images(2, 2));
+            } else {
+                // Clean(1) over the slots cycle 2 already rewrote.
+                assert_eq!((scan.images.len(), scan.skipped.len()), (0, 2));
+            }
+            assert_eq!(
+                copy_bytes(&fs, 0),
+                copy_bytes(&fs, 1),
+                "open repairs the stale copy"
+            );
+        }
+    }
+}
+
+#[test]
+fn one_rotten_header_copy_is_repaired() {
+    for (copy, &copy_offset) in HEADER_COPIES.iter().enumerate() {
+        let (fs, _) = clean_wij_and_next_header();
+        let good = copy_bytes(&fs, copy);
+        fs.flip_bit(&wij_path(), copy_offset + 20, 3).unwrap();
+        let wij = open(&fs).unwrap();
+        assert_eq!(wij.state(), WijState::Clean { cycle: 1 });
+        assert_eq!(copy_bytes(&fs, copy), good);
+    }
+}
+
+#[test]
+fn both_header_copies_lost() {
+    let (fs, _) = clean_wij_and_next_header();
+    fs.write_raw(&wij_path(), 0, &[0xee; 2 * HEADER_BLOCK])
+        .unwrap();
+    let err = open(&fs).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WijError::Corrupt {
+                part: WijPart::Header,
+                offset: 0,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    assert!(
+        err.to_string()
+            .starts_with("WIJ /db/wij: header at offset 0 is corrupt: no valid header copy"),
+        "{err}"
+    );
+
+    // Without any slot, nothing is at stake: creation never finished.
+    let fs = SimFs::new();
+    let file = fs
+        .open(&wij_path(), crate::storage::OpenMode::CreateIfMissing)
+        .unwrap();
+    file.write_all_at(&[0xee; 5000], 0).unwrap();
+    let wij = open(&fs).unwrap();
+    assert_eq!(wij.state(), WijState::Empty);
+    assert_eq!(open(&fs).unwrap().state(), WijState::Empty);
+}
+
+#[test]
+fn unsupported_version_is_refused() {
+    let (fs, _) = clean_wij_and_next_header();
+    let mut block = copy_bytes(&fs, 0);
+    block[8..12].copy_from_slice(&2u32.to_le_bytes());
+    let crc = crc32c::crc32c(&block[0..60]);
+    block[60..64].copy_from_slice(&crc.to_le_bytes());
+    fs.write_raw(&wij_path(), HEADER_COPIES[1], &block).unwrap();
+    let err = open(&fs).unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WijError::UnsupportedVersion {
+                found: 2,
+                offset: 4096,
+                ..
+            }
+        ),
+        "{err}"
+    );
+}
+
+#[test]
+fn failed_sync_poisons() {
+    let fs = SimFs::new();
+    let mut wij = open(&fs).unwrap();
+    fs.fail_next_sync();
+    let err = wij.begin_cycle(&cycle_images(1, 2)).unwrap_err();
+    assert!(matches!(err, WijError::Io { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("sync images of cycle 1 in WIJ /db/wij"),
+        "{err}"
+    );
+    assert!(matches!(
+        wij.begin_cycle(&cycle_images(1, 2)),
+        Err(WijError::Poisoned { .. })
+    ));
+    assert!(matches!(wij.end_cycle(), Err(WijError::Poisoned { .. })));
+    assert!(matches!(wij.images(), Err(WijError::Poisoned { .. })));
+
+    // After a restart, the WIJ is in its last durable state.
+    let mut wij = open(&fs).unwrap();
+    assert_eq!(wij.state(), WijState::Empty);
+    assert_eq!(wij.begin_cycle(&cycle_images(1, 2)).unwrap(), 1);
+}
+
+#[test]
+fn relative_paths_sync_the_current_directory() {
+    let fs = SimFs::new();
+    let wij = Wij::open(Arc::new(fs.clone()), Path::new("wij")).unwrap();
+    assert_eq!(wij.state(), WijState::Empty);
+    let image = fs.crash_image_with(CrashFate::DropAll);
+    assert!(
+        image.file_bytes(Path::new("wij")).is_some(),
+        "creation is durable"
+    );
+    assert_eq!(SLOT_SIZE, 8224);
+}

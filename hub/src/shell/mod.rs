@@ -1,0 +1,6 @@
+//! `redoubt local`: the command language on a data directory opened in
+//! this process. (The networked `redoubt shell` will speak the same
+//! language to a member.)
+
+pub mod command;
+pub mod exec;

@@ -1,0 +1,56 @@
+//! A real process killed with SIGKILL under concurrent write load,
+//! restarted, many times: every commit it acknowledged must be there, whole.
+//! `REDOUBT_LONG_TESTS=1` runs 100 rounds instead of 12.
+
+use std::collections::BTreeMap;
+use std::io::BufReader;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use rand::Rng;
+use redoubt_hub::load;
+
+#[test]
+fn every_acknowledged_commit_survives_kill_9() {
+    let rounds = if std::env::var("REDOUBT_LONG_TESTS").is_ok() {
+        100
+    } else {
+        12
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("member");
+    let mut acked = BTreeMap::new();
+    let mut rng = rand::thread_rng();
+    let mut total = 0;
+    for round in 0..rounds {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_redoubt"))
+            .args(["write-load", "--threads", "8", "--data"])
+            .arg(&data)
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut acked = BTreeMap::new();
+            let n = load::parse_acks(BufReader::new(stdout), &mut acked).unwrap();
+            (n, acked)
+        });
+        std::thread::sleep(Duration::from_millis(rng.gen_range(150..700)));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
+        let (n, round_acks) = reader.join().unwrap();
+        total += n;
+        for (t, seq) in round_acks {
+            let e = acked.entry(t).or_insert(0);
+            *e = (*e).max(seq);
+        }
+        let (engine, report) = load::open(&data).unwrap();
+        let checked = load::verify(&engine, &acked)
+            .unwrap_or_else(|e| panic!("round {round}: {e:#} (recovery: {report:?})"));
+        assert!(checked >= acked.values().map(|m| m + 1).sum::<u64>());
+        engine.check().unwrap();
+        engine.close().unwrap();
+    }
+    assert!(total > 0, "the load acknowledged nothing");
+    println!("{rounds} kills, {total} acknowledged commits, all present");
+}

@@ -407,11 +407,16 @@ fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
         })?;
         undo(&mut changes, to, lsn)?;
         report.rolled_back.push(txn);
-        inner
-            .next_txn
-            .fetch_max(txn + 1, std::sync::atomic::Ordering::SeqCst);
     }
     inner.journal.wait_durable(inner.journal.end_lsn())?;
+    // Transaction ids are unique for the life of the journal: each id is
+    // at most the journal's end when it was taken (every transaction
+    // journals a begin record), so starting from today's end never reuses
+    // one.
+    inner.next_txn.fetch_max(
+        inner.journal.end_lsn().0.max(1),
+        std::sync::atomic::Ordering::SeqCst,
+    );
     if report.records_replayed > 0 || !report.rolled_back.is_empty() {
         inner.checkpoint()?;
     }

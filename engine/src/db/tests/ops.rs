@@ -333,3 +333,72 @@ fn an_unfinished_transaction_is_rolled_back_at_recovery() {
     assert_eq!(s.get(DB, &k("^R(3)")).unwrap(), Some(v(r#""other""#)));
     e.check().unwrap();
 }
+
+#[test]
+fn damaged_journal_tails_keep_exactly_the_committed_prefix() {
+    let seg = Path::new("/data/journal/00000000000000000000.jrn");
+    for damage in ["garbage", "half record", "zeros"] {
+        let fs = SimFs::new();
+        let e = open(&fs);
+        let mut s = e.session();
+        for i in 0..50 {
+            s.set(
+                DB,
+                &Key::new("A", vec![Subscript::Int(i)]).unwrap(),
+                &v("7"),
+            )
+            .unwrap();
+        }
+        let want = contents(&e);
+        std::mem::forget(s);
+        fs.crash_now();
+        drop(e);
+        let img = fs.crash_image(1);
+        let len = img.file_bytes(seg).unwrap().len() as u64;
+        let tail: Vec<u8> = match damage {
+            "garbage" => (0..3000u32)
+                .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+                .collect(),
+            // A record header claiming 200 bytes, followed by only 20.
+            "half record" => [&200u32.to_le_bytes()[..], &[1], &[9; 4], &[5; 20]].concat(),
+            _ => vec![0; 5000],
+        };
+        img.write_raw(seg, len, &tail).unwrap();
+        let (e, report) = Engine::open(Path::new("/data"), sim_opts(&img)).unwrap();
+        assert_eq!(contents(&e), want, "{damage}");
+        assert_eq!(report.journal_dropped_bytes, tail.len() as u64, "{damage}");
+        // Appends continue the chain where the valid log ended.
+        let mut s = e.session();
+        s.set(DB, &k("^B(1)"), &v("1")).unwrap();
+        drop(s);
+        e.close().unwrap();
+        let e = open(&img);
+        assert_eq!(e.session().get(DB, &k("^B(1)")).unwrap(), Some(v("1")));
+    }
+}
+
+#[test]
+fn a_flipped_bit_before_the_checkpoint_stops_startup_and_says_where() {
+    let fs = SimFs::new();
+    let e = open(&fs);
+    let mut s = e.session();
+    for i in 0..200 {
+        s.set(
+            DB,
+            &Key::new("A", vec![Subscript::Int(i)]).unwrap(),
+            &v(r#""x""#),
+        )
+        .unwrap();
+    }
+    drop(s);
+    e.checkpoint().unwrap();
+    std::mem::forget(e);
+    let seg = Path::new("/data/journal/00000000000000000000.jrn");
+    fs.flip_bit(seg, 64 + 500, 2).unwrap();
+    let err = match Engine::open(Path::new("/data"), sim_opts(&fs)) {
+        Err(e) => e.to_string(),
+        Ok(_) => panic!("a corrupt journal before the checkpoint must stop startup"),
+    };
+    assert!(err.contains("journal corrupt at lsn"), "{err}");
+    assert!(err.contains("00000000000000000000.jrn"), "{err}");
+}

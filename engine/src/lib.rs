@@ -11,6 +11,7 @@ pub mod db;
 pub mod error;
 pub mod journal;
 pub mod lsn;
+pub mod mirror;
 pub mod model;
 pub mod storage;
 pub mod wij;

@@ -61,6 +61,12 @@ pub enum EngineError {
     BadTransaction { txn: u64, lsn: u64, reason: String },
     #[error("{0}")]
     BadArgument(String),
+    #[error("this member is read-only{}", primary.as_ref().map(|p| format!("; write to the primary, {p}")).unwrap_or_else(|| "; no primary is known".into()))]
+    ReadOnly { primary: Option<String> },
+    #[error("{0}")]
+    NotPrimary(String),
+    #[error("commits are paused: {0}")]
+    Paused(String),
     #[error("the engine is closed")]
     Closed,
 }

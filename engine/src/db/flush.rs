@@ -44,11 +44,7 @@ impl Inner {
         for db in &dbs {
             let (pages, meta) = {
                 let mut tree = db.tree.write();
-                let (redo, undo) = bounds.unwrap_or_else(|| {
-                    let redo = self.journal.end_lsn();
-                    let undo = self.open_txns.lock().values().min().copied();
-                    (redo, undo.unwrap_or(redo).min(redo))
-                });
+                let (redo, undo) = bounds.unwrap_or_else(|| self.flush_bounds());
                 tree.take_flush(redo.0, undo.0)
             };
             if pages.is_empty() {
@@ -107,6 +103,24 @@ impl Inner {
             time_us: super::now_us(),
         })?;
         Ok(())
+    }
+
+    /// `(redo_from, undo_from)` for a cycle now. A primary has applied its
+    /// whole journal; a follower only what its applier reached.
+    fn flush_bounds(&self) -> (Lsn, Lsn) {
+        let applier = self.applier.lock();
+        let redo = match self.gate.access() {
+            super::Access::Primary { .. } => self.journal.end_lsn(),
+            super::Access::ReadOnly { .. } => applier.applied,
+        };
+        let sessions = self.open_txns.lock().values().min().copied();
+        let undo = [sessions, applier.oldest_open()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap_or(redo)
+            .min(redo);
+        (redo, undo)
     }
 
     /// Starts a flush cycle if a database holds too many dirty pages; called

@@ -14,10 +14,13 @@
 //! journal to be durable up to its record (group commit). Readers take the
 //! read lock and never wait for disk writes or fsyncs.
 
+mod apply;
 mod database;
 mod flush;
+mod gate;
 mod locks;
 mod recovery;
+mod replica;
 mod session;
 
 #[cfg(test)]
@@ -33,6 +36,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use database::Database;
+pub use gate::Access;
 pub use recovery::{wij_decision, RecoveryReport, WijAction};
 pub use session::{Direction, Session};
 
@@ -60,6 +64,12 @@ pub struct EngineOptions {
     /// How often the write daemon flushes; `None` runs no daemon (cycles
     /// then happen only when the pool needs room or on `checkpoint`).
     pub flush_interval: Option<Duration>,
+    /// A mirror member: starts read-only, leaves unfinished transactions
+    /// open at recovery (its journal must stay identical to the
+    /// primary's), and rolls them back only when it becomes primary.
+    pub mirrored: bool,
+    /// How long a write waits while commits are paused before failing.
+    pub pause_timeout: Duration,
 }
 
 impl Default for EngineOptions {
@@ -70,6 +80,8 @@ impl Default for EngineOptions {
             dirty_fraction: 0.5,
             journal: JournalOptions::default(),
             flush_interval: Some(Duration::from_secs(1)),
+            mirrored: false,
+            pause_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -96,6 +108,10 @@ pub(crate) struct Inner {
     pub(crate) cycle: Mutex<()>,
     pub(crate) daemon_wake: (Mutex<bool>, Condvar),
     pub(crate) closed: AtomicBool,
+    /// Applies records received from a primary (and tracks the open
+    /// transactions of the journal).
+    pub(crate) applier: Mutex<apply::Applier>,
+    pub(crate) gate: gate::Gate,
 }
 
 struct DaemonGuard {

@@ -43,9 +43,11 @@ use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
+use super::apply::Applier;
 use super::database::{self, Database};
 use super::flush::write_images;
-use super::{now_us, EngineOptions, Inner, LockTable};
+use super::gate::{Access, Gate};
+use super::{EngineOptions, Inner, LockTable};
 use crate::error::{EngineError, Result};
 use crate::journal::{Journal, Record, TxnId};
 use crate::storage::{OpenMode, VfsFile};
@@ -108,6 +110,8 @@ pub struct RecoveryReport {
     pub replay_to: Lsn,
     pub records_replayed: u64,
     pub rolled_back: Vec<TxnId>,
+    /// (mirror members) transactions left open for the primary to finish.
+    pub open_transactions: Vec<TxnId>,
     pub removed_unfinished_databases: Vec<String>,
 }
 
@@ -235,6 +239,8 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
     )?;
     report.journal_dropped_bytes = jreport.dropped_bytes;
 
+    let opts_mirrored = opts.mirrored;
+    let pause_timeout = opts.pause_timeout;
     let inner = Inner {
         opts,
         dir: dir.to_path_buf(),
@@ -249,6 +255,15 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         cycle: Mutex::new(()),
         daemon_wake: (Mutex::new(false), Condvar::new()),
         closed: AtomicBool::new(false),
+        applier: Mutex::new(Applier::default()),
+        gate: Gate::new(
+            if opts_mirrored {
+                Access::ReadOnly { primary: None }
+            } else {
+                Access::Primary { epoch: 0 }
+            },
+            pause_timeout,
+        ),
     };
     replay(&inner, &mut report)?;
     Ok((inner, report))
@@ -305,18 +320,10 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
     write_images(&db, images)
 }
 
-/// A change of an open transaction, kept for undo.
-struct Change {
-    lsn: Lsn,
-    db: Arc<Database>,
-    key: Vec<u8>,
-    before: Option<Vec<u8>>,
-}
-
 fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
-    let dbs: HashMap<String, Arc<Database>> = inner.dbs.read().clone();
+    let dbs: Vec<Arc<Database>> = inner.dbs.read().values().cloned().collect();
     let from = dbs
-        .values()
+        .iter()
         .map(|d| {
             let m = d.tree.read();
             m.meta().undo_from.min(m.meta().redo_from)
@@ -325,89 +332,29 @@ fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
         .unwrap_or(0);
     let from = Lsn(from);
     report.replay_from = from;
-    let mut txns: BTreeMap<TxnId, Vec<Change>> = BTreeMap::new();
     let limit = (inner.opts.cache_pages as f64 * inner.opts.dirty_fraction) as usize;
-    let db_of = |name: &str, lsn: Lsn| {
-        dbs.get(name)
-            .cloned()
-            .ok_or_else(|| EngineError::UnknownDatabaseInJournal {
-                lsn: lsn.0,
-                db: name.to_string(),
-            })
-    };
-    for item in inner.journal.read_from(from)? {
+    let mut applier = Applier::new(from);
+    let mut reader = inner.journal.read_from(from)?;
+    while let Some(item) = reader.next() {
         let (lsn, rec) = item?;
+        let db = match &rec {
+            Record::Set { db, .. } | Record::Kill { db, .. } => Some(db.clone()),
+            _ => None,
+        };
+        applier.apply(inner, lsn, reader.position(), rec, false)?;
         report.records_replayed += 1;
-        match rec {
-            Record::Set {
-                txn,
-                db,
-                key,
-                value,
-                before,
-                ..
-            } => {
-                let db = db_of(&db, lsn)?;
-                apply(&db, lsn, lsn, &key, Some(&value))?;
-                if txn != 0 {
-                    txns.entry(txn).or_default().push(Change {
-                        lsn,
-                        db: db.clone(),
-                        key,
-                        before,
-                    });
-                }
-                throttle_replay(inner, &db, lsn, &txns, limit)?;
-            }
-            Record::Kill {
-                txn,
-                db,
-                key,
-                before,
-                ..
-            } => {
-                let db = db_of(&db, lsn)?;
-                apply(&db, lsn, lsn, &key, None)?;
-                if txn != 0 {
-                    txns.entry(txn).or_default().push(Change {
-                        lsn,
-                        db: db.clone(),
-                        key,
-                        before: Some(before),
-                    });
-                }
-                throttle_replay(inner, &db, lsn, &txns, limit)?;
-            }
-            Record::TxnBegin { txn, .. } => {
-                txns.entry(txn).or_default();
-            }
-            Record::TxnCommit { txn, .. } => {
-                txns.remove(&txn);
-            }
-            Record::TxnRollback { txn, to, full, .. } => {
-                if let Some(changes) = txns.get_mut(&txn) {
-                    undo(changes, to, lsn)?;
-                }
-                if full {
-                    txns.remove(&txn);
-                }
-            }
-            Record::Checkpoint { .. } | Record::Epoch { .. } => {}
-        }
         report.replay_to = lsn;
+        if let Some(db) = db {
+            throttle_replay(inner, &*inner.db(&db)?, lsn, &applier, limit)?;
+        }
     }
-    // Transactions that never ended: journal their rollback, then undo.
-    for (txn, mut changes) in std::mem::take(&mut txns) {
-        let to = changes.first().map(|c| c.lsn).unwrap_or(Lsn::ZERO);
-        let (lsn, _) = inner.journal.append_with_start(&Record::TxnRollback {
-            txn,
-            to,
-            full: true,
-            time_us: now_us(),
-        })?;
-        undo(&mut changes, to, lsn)?;
-        report.rolled_back.push(txn);
+    if !inner.opts.mirrored {
+        // Transactions that never ended: journal their rollback, then undo.
+        // (A mirror member keeps them open: its journal must stay the
+        // primary's, and it rolls them back only if it becomes primary.)
+        report.rolled_back = applier.roll_back_open(inner)?;
     }
+    applier.applied = inner.journal.end_lsn();
     inner.journal.wait_durable(inner.journal.end_lsn())?;
     // Transaction ids are unique for the life of the journal: each id is
     // at most the journal's end when it was taken (every transaction
@@ -417,47 +364,13 @@ fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
         inner.journal.end_lsn().0.max(1),
         std::sync::atomic::Ordering::SeqCst,
     );
+    report.open_transactions = applier.open_txns();
+    *inner.applier.lock() = applier;
     if report.records_replayed > 0 || !report.rolled_back.is_empty() {
         inner.checkpoint()?;
     }
     if !report.rolled_back.is_empty() {
         tracing::warn!(txns = ?report.rolled_back, "rolled back transactions that never committed");
-    }
-    Ok(())
-}
-
-/// Sets (`Some`) or removes (`None`) a key if the database's pages do not
-/// already reflect the journal record at `effect_lsn`.
-fn apply(
-    db: &Database,
-    effect_lsn: Lsn,
-    stamp: Lsn,
-    key: &[u8],
-    value: Option<&[u8]>,
-) -> Result<()> {
-    let mut tree = db.tree.write();
-    if effect_lsn.0 < tree.meta().redo_from {
-        return Ok(());
-    }
-    match value {
-        Some(v) => tree.put(key, v, stamp.0),
-        None => tree.delete(key, stamp.0).map(|_| ()),
-    }
-    .map_err(|e| EngineError::tree(&db.name, e))
-}
-
-/// Undoes, newest first, the changes at or after `to`; the rollback record
-/// at `rollback_lsn` is the effect's position.
-fn undo(changes: &mut Vec<Change>, to: Lsn, rollback_lsn: Lsn) -> Result<()> {
-    while changes.last().is_some_and(|c| c.lsn >= to) {
-        let c = changes.pop().expect("checked");
-        apply(
-            &c.db,
-            rollback_lsn,
-            rollback_lsn,
-            &c.key,
-            c.before.as_deref(),
-        )?;
     }
     Ok(())
 }
@@ -469,17 +382,14 @@ fn throttle_replay(
     inner: &Inner,
     db: &Database,
     lsn: Lsn,
-    txns: &BTreeMap<TxnId, Vec<Change>>,
+    applier: &Applier,
     limit: usize,
 ) -> Result<()> {
     if db.tree.read().pager().dirty_count() <= limit.max(8) {
         return Ok(());
     }
-    let next = lsn; // the record at `lsn` is applied; resume after it
-    let undo = txns
-        .values()
-        .filter_map(|c| c.first().map(|c| c.lsn))
-        .min()
-        .unwrap_or(next);
+    // Replaying the record at `lsn` again is harmless; resume there.
+    let next = lsn;
+    let undo = applier.oldest_open().unwrap_or(next).min(next);
     inner.checkpoint_at(Some((next, undo)))
 }

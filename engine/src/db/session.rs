@@ -229,6 +229,7 @@ impl Session {
     /// implicit one, so a crash never leaves half a subtree.
     pub fn kill(&mut self, dbname: &str, key: &Key) -> Result<u64> {
         self.inner.check_poison()?;
+        self.inner.gate.before_write()?;
         let db = self.inner.db(dbname)?;
         self.inner.throttle(&db)?;
         let enc = key.encode();
@@ -296,6 +297,7 @@ impl Session {
     /// `TSTART`; returns the new nesting level.
     pub fn tstart(&mut self) -> Result<usize> {
         self.inner.check_poison()?;
+        self.inner.gate.before_write()?;
         match &mut self.txn {
             None => {
                 let id = self
@@ -350,7 +352,7 @@ impl Session {
         self.inner.open_txns.lock().remove(&id);
         self.txn = None;
         self.inner.journal.wait_durable(end)?;
-        Ok(())
+        self.inner.gate.wait_commit(end)
     }
 
     /// `TROLLBACK` (all levels) or `TROLLBACK 1` (`innermost_only`).
@@ -429,7 +431,10 @@ impl Session {
 
     fn commit_if_outside_txn(&self, end: Option<Lsn>) -> Result<()> {
         match (end, &self.txn) {
-            (Some(end), None) => Ok(self.inner.journal.wait_durable(end)?),
+            (Some(end), None) => {
+                self.inner.journal.wait_durable(end)?;
+                self.inner.gate.wait_commit(end)
+            }
             _ => Ok(()),
         }
     }
@@ -445,6 +450,7 @@ impl Session {
         f: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<(Lsn, Lsn)>> {
         self.inner.check_poison()?;
+        self.inner.gate.before_write()?;
         key.check_size().map_err(|_| EngineError::KeyTooLong {
             len: key.encoded_len(),
             max: model::MAX_ENCODED_KEY,

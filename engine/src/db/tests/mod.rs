@@ -28,6 +28,7 @@ pub(super) fn sim_opts(fs: &SimFs) -> EngineOptions {
             ..JournalOptions::default()
         },
         flush_interval: None,
+        ..EngineOptions::default()
     }
 }
 

@@ -1,0 +1,108 @@
+//! What a mirror member's runtime asks of its engine: the role's access,
+//! synchronous commits, applying what the primary sent, and taking over.
+
+use super::{Access, Engine};
+use crate::error::Result;
+use crate::journal::{Record, TxnId};
+use crate::Lsn;
+
+impl Engine {
+    pub fn access(&self) -> Access {
+        self.inner.gate.access()
+    }
+
+    /// Refuse writes from now on, naming the primary to write to.
+    pub fn set_read_only(&self, primary: Option<String>) {
+        self.inner.gate.set_access(Access::ReadOnly { primary });
+    }
+
+    /// Commits wait for the backup's acknowledgement (or stop waiting).
+    pub fn set_sync(&self, sync: bool) {
+        self.inner.gate.set_sync(sync);
+    }
+
+    pub fn is_sync(&self) -> bool {
+        self.inner.gate.is_sync()
+    }
+
+    pub fn pause_commits(&self, why: &str) {
+        self.inner.gate.pause(why);
+    }
+
+    pub fn resume_commits(&self) {
+        self.inner.gate.resume();
+    }
+
+    pub fn paused(&self) -> Option<String> {
+        self.inner.gate.paused()
+    }
+
+    /// The backup has made everything before `upto` durable.
+    pub fn backup_acked(&self, upto: Lsn) {
+        self.inner.gate.backup_acked(upto);
+    }
+
+    pub fn reset_backup_acked(&self, at: Lsn) {
+        self.inner.gate.reset_acked(at);
+    }
+
+    pub fn backup_acked_lsn(&self) -> Lsn {
+        self.inner.gate.acked()
+    }
+
+    /// Everything before this position is applied to the databases.
+    pub fn applied_lsn(&self) -> Lsn {
+        self.inner.applier.lock().applied
+    }
+
+    /// Applies records received from the primary (already durable in this
+    /// member's journal), in order; `end` is the end of the last one.
+    pub fn apply_received(&self, records: Vec<(Lsn, Record)>, end: Lsn) -> Result<()> {
+        let ends: Vec<Lsn> = records
+            .iter()
+            .skip(1)
+            .map(|(l, _)| *l)
+            .chain([end])
+            .collect();
+        let mut applier = self.inner.applier.lock();
+        for ((lsn, rec), rec_end) in records.into_iter().zip(ends) {
+            let db = match &rec {
+                Record::Set { db, .. } | Record::Kill { db, .. } => self.inner.db(db).ok(),
+                _ => None,
+            };
+            if let Some(db) = db {
+                // A flush cycle needs the applier for its bounds: let go.
+                drop(applier);
+                self.inner.throttle(&db)?;
+                applier = self.inner.applier.lock();
+            }
+            applier
+                .apply(&self.inner, lsn, rec_end, rec, true)
+                .map_err(|e| self.inner.poison(e))?;
+        }
+        applier.applied = applier.applied.max(end);
+        Ok(())
+    }
+
+    /// Takes writes at `epoch`: journals the epoch mark, rolls back the
+    /// transactions the old primary never finished, and opens the gate.
+    /// Returns the transactions rolled back.
+    pub fn become_primary(&self, epoch: u64) -> Result<Vec<TxnId>> {
+        let inner = &self.inner;
+        let mut applier = inner.applier.lock();
+        inner.journal.append(&Record::Epoch {
+            epoch,
+            time_us: super::now_us(),
+        })?;
+        let rolled_back = applier.roll_back_open(inner)?;
+        let end = inner.journal.end_lsn();
+        applier.applied = end;
+        drop(applier);
+        inner.journal.wait_durable(end)?;
+        inner
+            .next_txn
+            .fetch_max(end.0.max(1), std::sync::atomic::Ordering::SeqCst);
+        inner.gate.set_access(Access::Primary { epoch });
+        Ok(rolled_back)
+    }
+}

@@ -24,6 +24,23 @@ pub struct TreeCheck {
 /// reachable exactly once, from the root or from the free list.
 pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
     let meta = &tree.meta;
+    if meta.page_count < 2 {
+        return Err(corrupt(
+            0,
+            format!("page count {} is below 2", meta.page_count),
+        ));
+    }
+    let file_pages = tree.pager.file().len().unwrap_or(0) / crate::wij::PAGE_SIZE as u64;
+    let dirty = tree.pager.resident() as u64;
+    if meta.page_count > file_pages + dirty + 1 {
+        return Err(corrupt(
+            0,
+            format!(
+                "page count {} exceeds the file's {file_pages} pages and the pool",
+                meta.page_count
+            ),
+        ));
+    }
     let mut seen = vec![false; meta.page_count as usize];
     let mut out = TreeCheck::default();
     seen[0] = true;

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::node::{Cell, Node};
-use super::{corrupt, Result, Tree};
+use super::{corrupt, Result, Tree, MAX_DEPTH};
 
 /// A position in the tree's key order. It owns the pages on its path, so it
 /// stays valid (as a snapshot of those pages) while the caller holds the
@@ -19,6 +19,12 @@ impl Cursor {
         let mut stack = Vec::new();
         let mut page = tree.meta.root;
         let leaf = loop {
+            if stack.len() > MAX_DEPTH {
+                return Err(corrupt(
+                    page,
+                    "the tree is deeper than any real tree (a cycle)",
+                ));
+            }
             let node = tree.pager.get(page)?;
             match &*node {
                 Node::Branch { keys, children } => {
@@ -97,6 +103,12 @@ pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Ce
     let mut stack = Vec::new();
     let mut page = tree.meta.root;
     loop {
+        if stack.len() > MAX_DEPTH {
+            return Err(corrupt(
+                page,
+                "the tree is deeper than any real tree (a cycle)",
+            ));
+        }
         let node = tree.pager.get(page)?;
         match &*node {
             Node::Branch { keys, children } => {
@@ -123,7 +135,7 @@ pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Ce
             continue;
         }
         let mut page = children[ci - 1];
-        loop {
+        for _ in 0..MAX_DEPTH {
             let node = tree.pager.get(page)?;
             match &*node {
                 Node::Branch { children, .. } => page = children[children.len() - 1],
@@ -136,6 +148,10 @@ pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Ce
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         }
+        return Err(corrupt(
+            page,
+            "the tree is deeper than any real tree (a cycle)",
+        ));
     }
     Ok(None)
 }

@@ -37,6 +37,10 @@ pub enum TreeError {
 
 pub type Result<T> = std::result::Result<T, TreeError>;
 
+/// No tree of 8 KiB pages is this deep; a descent that goes further is
+/// following a cycle in corrupt pages.
+pub(crate) const MAX_DEPTH: usize = 64;
+
 fn corrupt(page: u64, reason: impl Into<String>) -> TreeError {
     TreeError::Corrupt {
         page,
@@ -87,7 +91,7 @@ impl Tree {
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let mut page = self.meta.root;
-        loop {
+        for _ in 0..MAX_DEPTH {
             let node = self.pager.get(page)?;
             match &*node {
                 Node::Branch { keys, children } => {
@@ -102,6 +106,10 @@ impl Tree {
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         }
+        Err(corrupt(
+            page,
+            "the tree is deeper than any real tree (a cycle)",
+        ))
     }
 
     /// Whether any key lies in `[from, to)`.
@@ -125,7 +133,7 @@ impl Tree {
         match cell {
             Cell::Inline(v) => Ok(v.clone()),
             Cell::Overflow { len, first } => {
-                let mut out = Vec::with_capacity(*len as usize);
+                let mut out = Vec::with_capacity((*len as usize).min(crate::db::MAX_VALUE));
                 let mut page = *first;
                 while page != 0 {
                     let node = self.pager.get(page)?;
@@ -288,6 +296,12 @@ impl Tree {
         let mut path = Vec::new();
         let mut page = self.meta.root;
         loop {
+            if path.len() > MAX_DEPTH {
+                return Err(corrupt(
+                    page,
+                    "the tree is deeper than any real tree (a cycle)",
+                ));
+            }
             let node = self.pager.get(page)?;
             match &*node {
                 Node::Branch { keys, children } => {

@@ -139,24 +139,70 @@ impl Applier {
         }
     }
 
-    /// Journals a full rollback of every open transaction and undoes it:
-    /// at the end of recovery, and when a follower becomes primary (the
-    /// old primary's unfinished transactions never committed).
+    /// Rolls back every open transaction: at the end of recovery, and when
+    /// a follower becomes primary (the old primary's unfinished
+    /// transactions never committed).
+    ///
+    /// Transactions may have changed the same node (IRIS has no isolation
+    /// beyond LOCK), so their changes are undone together, newest first
+    /// across all of them. Each undo step is journaled as a compensating
+    /// change outside any transaction, so replaying the journal after
+    /// another crash repeats exactly these steps; then a full rollback
+    /// record per transaction, positioned after every change, only ends it.
     pub fn roll_back_open(&mut self, inner: &Inner) -> Result<Vec<TxnId>> {
+        let mut changes: Vec<Change> = std::mem::take(&mut self.txns)
+            .into_values()
+            .flatten()
+            .collect();
+        changes.sort_by_key(|c| std::cmp::Reverse(c.lsn));
+        // Until the last step is journaled, recovery must still see these
+        // transactions' changes: flush cycles keep `undo_from` at their start.
+        let floor = self.oldest_open().unwrap_or(Lsn::ZERO);
+        for c in changes {
+            let mut tree = c.db.tree.write();
+            let current = tree
+                .get(&c.key)
+                .map_err(|e| EngineError::tree(&c.db.name, e))?;
+            let rec = match (c.before, current) {
+                (Some(value), before) => Record::Set {
+                    txn: 0,
+                    time_us: now_us(),
+                    db: c.db.name.clone(),
+                    key: c.key,
+                    value,
+                    before,
+                },
+                (None, Some(before)) => Record::Kill {
+                    txn: 0,
+                    time_us: now_us(),
+                    db: c.db.name.clone(),
+                    key: c.key,
+                    before,
+                },
+                (None, None) => continue,
+            };
+            let (lsn, end) = inner.journal.append_with_start(&rec)?;
+            let r = match &rec {
+                Record::Set { key, value, .. } => tree.put(key, value, lsn.0),
+                Record::Kill { key, .. } => tree.delete(key, lsn.0).map(|_| ()),
+                _ => unreachable!("built above"),
+            };
+            r.map_err(|e| inner.poison(EngineError::tree(&c.db.name, e)))?;
+            self.applied = end;
+            drop(tree);
+            inner.throttle_at(&c.db, Some((end, floor.min(end))))?;
+        }
         let mut done = Vec::new();
-        for (txn, mut changes) in std::mem::take(&mut self.txns) {
-            let to = self.begins.get(&txn).copied().unwrap_or(Lsn::ZERO);
-            let (lsn, end) = inner.journal.append_with_start(&Record::TxnRollback {
+        for txn in std::mem::take(&mut self.begins).into_keys() {
+            let end = inner.journal.end_lsn();
+            self.applied = inner.journal.append(&Record::TxnRollback {
                 txn,
-                to,
+                to: end,
                 full: true,
                 time_us: now_us(),
             })?;
-            undo(&mut changes, to, lsn)?;
-            self.applied = end;
             done.push(txn);
         }
-        self.begins.clear();
         Ok(done)
     }
 }

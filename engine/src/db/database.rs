@@ -3,7 +3,12 @@
 //! for the journal after releasing it.
 //!
 //! Files live in `<data>/databases/<file id>-<name>.rdb`; the file id ties
-//! write image journal entries to their file.
+//! write image journal entries to their file. An empty marker file
+//! `<file id>-<name>.ok` beside it says its creation finished: the data
+//! file is written, synced and linked before the marker is created, so a
+//! data file without a marker (or a marker without a data file) is a
+//! creation a crash interrupted, never acknowledged, and is removed at
+//! startup.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -35,9 +40,22 @@ pub fn file_name(file_id: u32, name: &str) -> String {
     format!("{file_id:04}-{name}.rdb")
 }
 
+pub fn marker_name(file_id: u32, name: &str) -> String {
+    format!("{file_id:04}-{name}.ok")
+}
+
 /// `(file id, database name)` from a database file's name.
 pub fn parse_file_name(path: &Path) -> Option<(u32, String)> {
-    let stem = path.file_name()?.to_str()?.strip_suffix(".rdb")?;
+    parse_with_suffix(path, ".rdb")
+}
+
+/// `(file id, database name)` from a creation marker's name.
+pub fn parse_marker_name(path: &Path) -> Option<(u32, String)> {
+    parse_with_suffix(path, ".ok")
+}
+
+fn parse_with_suffix(path: &Path, suffix: &str) -> Option<(u32, String)> {
+    let stem = path.file_name()?.to_str()?.strip_suffix(suffix)?;
     let (id, name) = stem.split_once('-')?;
     Some((id.parse().ok()?, name.to_string()))
 }
@@ -69,6 +87,13 @@ impl Database {
         bytes.extend(Node::empty_leaf().encode(1, 0));
         file.write_all_at(&bytes, 0)
             .and_then(|_| file.sync())
+            .and_then(|_| vfs.sync_dir(dir))
+            .and_then(|_| {
+                vfs.open(
+                    &dir.join(marker_name(file_id, name)),
+                    OpenMode::CreateIfMissing,
+                )
+            })
             .and_then(|_| vfs.sync_dir(dir))
             .map_err(|e| EngineError::io(ctx(), e))?;
         let tree = Tree::open(file.clone(), cache_pages, meta);

@@ -37,6 +37,10 @@ impl Inner {
     /// journal).
     pub(crate) fn checkpoint_at(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let _cycle = self.cycle.lock();
+        if let Some(why) = self.poison.lock().clone() {
+            // Memory may disagree with the journal: never write it out.
+            return Err(EngineError::Poisoned(why));
+        }
         let dbs: Vec<Arc<Database>> = self.dbs.read().values().cloned().collect();
         let mut images = Vec::new();
         let mut per_file: Vec<(Arc<Database>, std::ops::Range<usize>)> = Vec::new();
@@ -70,10 +74,17 @@ impl Inner {
             return Ok(());
         }
         let result = self.write_cycle(max_redo, &images, &per_file);
-        for (db, _) in &per_file {
-            db.tree.read().pager().flushed();
+        match result {
+            Ok(()) => {
+                for (db, _) in &per_file {
+                    db.tree.read().pager().flushed();
+                }
+                Ok(())
+            }
+            // The pages stay in flight (readable from memory): the files
+            // may not hold them, and the store is poisoned from here on.
+            Err(e) => Err(self.poison(e)),
         }
-        result.map_err(|e| self.poison(e))
     }
 
     fn write_cycle(
@@ -126,9 +137,14 @@ impl Inner {
     /// Starts a flush cycle if a database holds too many dirty pages; called
     /// by writers before they take a database's lock.
     pub(crate) fn throttle(&self, db: &Database) -> Result<()> {
+        self.throttle_at(db, None)
+    }
+
+    /// `throttle` with explicit cycle bounds (see `checkpoint_at`).
+    pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let limit = (self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize;
         if db.tree.read().pager().dirty_count() > limit.max(8) {
-            self.checkpoint()?;
+            self.checkpoint_at(bounds)?;
         }
         Ok(())
     }

@@ -22,7 +22,8 @@ struct Held {
 impl LockTable {
     /// Takes the lock for `owner`, waiting up to `timeout`; false on timeout.
     pub fn lock(&self, owner: u64, db: &str, key: &[u8], timeout: Duration) -> bool {
-        let deadline = Instant::now() + timeout;
+        // A timeout too large to add to the clock means "wait forever".
+        let deadline = Instant::now().checked_add(timeout);
         let mut held = self.held.lock();
         loop {
             let conflict = held.iter().any(|((d, k), h)| {
@@ -34,8 +35,13 @@ impl LockTable {
                     .or_insert(Held { owner, count: 1 });
                 return true;
             }
-            if self.released.wait_until(&mut held, deadline).timed_out() {
-                return false;
+            match deadline {
+                Some(d) => {
+                    if self.released.wait_until(&mut held, d).timed_out() {
+                        return false;
+                    }
+                }
+                None => self.released.wait(&mut held),
             }
         }
     }

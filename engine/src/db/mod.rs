@@ -35,7 +35,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use parking_lot::{Condvar, Mutex, RwLock};
 
-pub use database::Database;
+pub use database::{valid_name as valid_database_name, Database};
 pub use gate::Access;
 pub use recovery::{wij_decision, RecoveryReport, WijAction};
 pub use session::{Direction, Session};
@@ -106,6 +106,7 @@ pub(crate) struct Inner {
     pub(crate) next_session: AtomicU64,
     pub(crate) poison: Mutex<Option<String>>,
     pub(crate) cycle: Mutex<()>,
+    pub(crate) creating: Mutex<()>,
     pub(crate) daemon_wake: (Mutex<bool>, Condvar),
     pub(crate) closed: AtomicBool,
     /// Applies records received from a primary (and tracks the open
@@ -245,15 +246,20 @@ impl Inner {
             .ok_or_else(|| EngineError::NoSuchDatabase(name.to_string()))
     }
 
-    fn create_database(&self, name: &str) -> Result<()> {
+    pub(crate) fn create_database(&self, name: &str) -> Result<()> {
         if !database::valid_name(name) {
             return Err(EngineError::BadDatabaseName(name.to_string()));
         }
-        let mut dbs = self.dbs.write();
-        if dbs.contains_key(name) {
-            return Err(EngineError::DatabaseExists(name.to_string()));
-        }
-        let file_id = dbs.values().map(|d| d.file_id).max().unwrap_or(0) + 1;
+        // One creation at a time; the file is written and synced without
+        // holding the catalogue lock, so readers never wait for it.
+        let _creating = self.creating.lock();
+        let file_id = {
+            let dbs = self.dbs.read();
+            if dbs.contains_key(name) {
+                return Err(EngineError::DatabaseExists(name.to_string()));
+            }
+            dbs.values().map(|d| d.file_id).max().unwrap_or(0) + 1
+        };
         let db = Database::create(
             &*self.opts.vfs,
             &self.dir.join("databases"),
@@ -261,7 +267,7 @@ impl Inner {
             name,
             self.opts.cache_pages,
         )?;
-        dbs.insert(name.to_string(), Arc::new(db));
+        self.dbs.write().insert(name.to_string(), Arc::new(db));
         Ok(())
     }
 

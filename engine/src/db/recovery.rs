@@ -136,20 +136,40 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
     let listing = vfs
         .list(&db_dir)
         .map_err(|e| EngineError::io(format!("list {}", db_dir.display()), e))?;
-    for path in listing {
-        let Some((file_id, name)) = database::parse_file_name(&path) else {
+    let markers: Vec<(u32, String)> = listing
+        .iter()
+        .filter_map(|p| database::parse_marker_name(p))
+        .collect();
+    for path in &listing {
+        if let Some(id_name) = database::parse_marker_name(path) {
+            if !listing
+                .iter()
+                .any(|p| database::parse_file_name(p).as_ref() == Some(&id_name))
+            {
+                remove_unfinished(&*vfs, path, &mut report)?;
+            }
+            continue;
+        }
+        let Some((file_id, name)) = database::parse_file_name(path) else {
             continue;
         };
+        if !markers.contains(&(file_id, name.clone())) {
+            remove_unfinished(&*vfs, path, &mut report)?;
+            report.removed_unfinished_databases.push(name);
+            continue;
+        }
         let file = vfs
-            .open(&path, OpenMode::Existing)
+            .open(path, OpenMode::Existing)
             .map_err(|e| EngineError::io(format!("open {}", path.display()), e))?;
         files.push(DbFile {
-            path,
+            path: path.clone(),
             name,
             file_id,
             file,
         });
     }
+    vfs.sync_dir(&db_dir)
+        .map_err(|e| EngineError::io(format!("sync {}", db_dir.display()), e))?;
 
     // 2. The write image journal.
     let mut wij = Wij::open(vfs.clone(), &dir.join("wij"))?;
@@ -202,25 +222,9 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         }
     }
 
-    // 3. Open the databases. A file whose first page was never written is a
-    // creation that did not finish (it was never acknowledged): remove it.
+    // 3. Open the databases.
     let mut dbs = HashMap::new();
     for f in files {
-        let len = f
-            .file
-            .len()
-            .map_err(|e| EngineError::io(format!("stat {}", f.path.display()), e))?;
-        let mut first = vec![0u8; PAGE_SIZE];
-        let n = f
-            .file
-            .read_at(&mut first, 0)
-            .map_err(|e| EngineError::io(format!("read {}", f.path.display()), e))?;
-        if len < 2 * PAGE_SIZE as u64 && first[..n].iter().all(|b| *b == 0) {
-            vfs.remove(&f.path)
-                .map_err(|e| EngineError::io(format!("remove {}", f.path.display()), e))?;
-            report.removed_unfinished_databases.push(f.name);
-            continue;
-        }
         let db = Database::open(f.file, f.path, opts.cache_pages)?;
         dbs.insert(db.name.clone(), Arc::new(db));
     }
@@ -253,6 +257,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         next_session: AtomicU64::new(1),
         poison: Mutex::new(None),
         cycle: Mutex::new(()),
+        creating: Mutex::new(()),
         daemon_wake: (Mutex::new(false), Condvar::new()),
         closed: AtomicBool::new(false),
         applier: Mutex::new(Applier::default()),
@@ -290,6 +295,17 @@ fn compare_images(files: &[DbFile], images: &[PageImage]) -> Result<Vec<String>>
         }
     }
     Ok(bad)
+}
+
+fn remove_unfinished(
+    vfs: &dyn crate::storage::Vfs,
+    path: &Path,
+    report: &mut RecoveryReport,
+) -> Result<()> {
+    tracing::warn!(file = %path.display(), "removing a database file whose creation never finished");
+    let _ = report;
+    vfs.remove(path)
+        .map_err(|e| EngineError::io(format!("remove {}", path.display()), e))
 }
 
 fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {

@@ -89,15 +89,18 @@ impl Engine {
     /// Returns the transactions rolled back.
     pub fn become_primary(&self, epoch: u64) -> Result<Vec<TxnId>> {
         let inner = &self.inner;
-        let mut applier = inner.applier.lock();
+        // Taken out of its lock: rolling back may run flush cycles, which
+        // read the applier's bounds (the rollback passes its own).
+        let mut applier = std::mem::take(&mut *inner.applier.lock());
         inner.journal.append(&Record::Epoch {
             epoch,
             time_us: super::now_us(),
         })?;
-        let rolled_back = applier.roll_back_open(inner)?;
+        let rolled_back = applier.roll_back_open(inner);
         let end = inner.journal.end_lsn();
         applier.applied = end;
-        drop(applier);
+        *inner.applier.lock() = applier;
+        let rolled_back = rolled_back?;
         inner.journal.wait_durable(end)?;
         inner
             .next_txn

@@ -152,24 +152,49 @@ impl Session {
 
     /// Calls `f` for every node with a value in the subtree of `root`, in
     /// collation order, until it returns false. Returns how many it saw.
+    /// Rows are read in batches; the database's lock is not held while `f`
+    /// runs, so `f` may read or write, and writers are not held up by a
+    /// long scan. Each batch is consistent; the scan as a whole sees
+    /// changes made meanwhile beyond the batch it is in.
     pub fn scan(&self, db: &str, root: &Key, mut f: impl FnMut(Key, Value) -> bool) -> Result<u64> {
+        const BATCH: usize = 256;
         let enc = root.encode();
         let end = model::subtree_end(&enc);
         let db = self.inner.db(db)?;
-        let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
-        let mut c = tree.seek(&enc).map_err(t)?;
+        let mut from = enc;
         let mut n = 0;
-        while let Some(k) = c.key().filter(|k| *k < end.as_slice()) {
-            let key = Key::decode(k)?;
-            let value = Value::decode(&tree.value(c.cell().expect("at a key")).map_err(t)?)?;
-            n += 1;
-            if !f(key, value) {
-                break;
+        loop {
+            let mut batch = Vec::with_capacity(BATCH);
+            {
+                let tree = db.tree.read();
+                let mut c = tree.seek(&from).map_err(t)?;
+                while let Some(k) = c.key().filter(|k| *k < end.as_slice()) {
+                    let raw = tree.value(c.cell().expect("at a key")).map_err(t)?;
+                    batch.push((k.to_vec(), raw));
+                    if batch.len() == BATCH {
+                        break;
+                    }
+                    c.advance(&tree).map_err(t)?;
+                }
             }
-            c.advance(&tree).map_err(t)?;
+            let full = batch.len() == BATCH;
+            let Some((last, _)) = batch.last() else {
+                return Ok(n);
+            };
+            // Resume just after the last key: the smallest longer string.
+            from = last.clone();
+            from.push(0);
+            for (k, v) in batch {
+                n += 1;
+                if !f(Key::decode(&k)?, Value::decode(&v)?) {
+                    return Ok(n);
+                }
+            }
+            if !full {
+                return Ok(n);
+            }
         }
-        Ok(n)
     }
 
     // ---- writes ----
@@ -225,71 +250,81 @@ impl Session {
     }
 
     /// `KILL`: removes the node and its whole subtree; returns how many
-    /// nodes had values. Outside a transaction a multi-node kill runs in an
-    /// implicit one, so a crash never leaves half a subtree.
+    /// nodes had values. Outside a transaction the kill runs in an implicit
+    /// one, so a crash never leaves half a subtree; it works in batches,
+    /// letting readers in and flush cycles run between them, so a subtree
+    /// larger than the buffer pool can be killed.
     pub fn kill(&mut self, dbname: &str, key: &Key) -> Result<u64> {
         self.inner.check_poison()?;
         self.inner.gate.before_write()?;
         let db = self.inner.db(dbname)?;
-        self.inner.throttle(&db)?;
         let enc = key.encode();
         let end = model::subtree_end(&enc);
-        let implicit = self.txn.is_none() && {
-            let tree = db.tree.read();
-            let mut c = tree.seek(&enc).map_err(|e| EngineError::tree(dbname, e))?;
-            let first = c.key().is_some_and(|k| k < end.as_slice());
-            c.advance(&tree).map_err(|e| EngineError::tree(dbname, e))?;
-            first && c.key().is_some_and(|k| k < end.as_slice())
-        };
+        let implicit = self.txn.is_none();
         if implicit {
+            let any = db
+                .tree
+                .read()
+                .any_in(&enc, &end)
+                .map_err(|e| EngineError::tree(dbname, e))?;
+            if !any {
+                return Ok(0);
+            }
             self.tstart()?;
         }
+        match (self.kill_in_txn(&db, &enc, &end), implicit) {
+            (Ok(n), true) => self.tcommit().map(|_| n),
+            (Ok(n), false) => Ok(n),
+            (Err(e), true) => {
+                if let Err(undo) = self.trollback(false) {
+                    tracing::warn!(error = %undo, "rolling back a failed KILL failed");
+                }
+                Err(e)
+            }
+            (Err(e), false) => Err(e),
+        }
+    }
+
+    fn kill_in_txn(&mut self, db: &Arc<Database>, enc: &[u8], end: &[u8]) -> Result<u64> {
+        const BATCH: usize = 128;
         let txn = self.txn_id();
-        let mut killed = Vec::new();
-        let mut last_end = None;
-        {
+        let mut n = 0;
+        loop {
+            self.inner.throttle(db)?;
             let mut tree = db.tree.write();
-            loop {
-                let t = |e| EngineError::tree(dbname, e);
-                let c = tree.seek(&enc).map_err(t)?;
-                let Some(k) = c.key().filter(|k| *k < end.as_slice()).map(<[u8]>::to_vec) else {
-                    break;
+            for _ in 0..BATCH {
+                let t = |e| EngineError::tree(&db.name, e);
+                let c = tree.seek(enc).map_err(t)?;
+                let Some(k) = c.key().filter(|k| *k < end).map(<[u8]>::to_vec) else {
+                    return Ok(n);
                 };
                 let before = tree.value(c.cell().expect("at a key")).map_err(t)?;
                 drop(c);
                 let rec = Record::Kill {
                     txn,
                     time_us: now_us(),
-                    db: dbname.to_string(),
+                    db: db.name.clone(),
                     key: k,
                     before,
                 };
-                let (start, e) = self.inner.journal.append_with_start(&rec)?;
+                let (start, _) = self.inner.journal.append_with_start(&rec)?;
                 let Record::Kill { key: k, before, .. } = rec else {
-                    unreachable!()
+                    unreachable!("built above")
                 };
                 if let Err(err) = tree.delete(&k, start.0) {
-                    return Err(self.inner.poison(EngineError::tree(dbname, err)));
+                    return Err(self.inner.poison(EngineError::tree(&db.name, err)));
                 }
-                killed.push(Change {
-                    lsn: start,
-                    db: db.clone(),
-                    key: k,
-                    before: Some(before),
-                });
-                last_end = Some(e);
+                if let Some(t) = &mut self.txn {
+                    t.changes.push(Change {
+                        lsn: start,
+                        db: db.clone(),
+                        key: k,
+                        before: Some(before),
+                    });
+                }
+                n += 1;
             }
         }
-        let n = killed.len() as u64;
-        if let Some(t) = &mut self.txn {
-            t.changes.extend(killed);
-        }
-        if implicit {
-            self.tcommit()?;
-        } else {
-            self.commit_if_outside_txn(last_end)?;
-        }
-        Ok(n)
     }
 
     // ---- transactions ----
@@ -339,6 +374,7 @@ impl Session {
 
     /// `TCOMMIT`: ends the innermost level; the outermost commits durably.
     pub fn tcommit(&mut self) -> Result<()> {
+        self.inner.check_poison()?;
         let t = self.txn.as_mut().ok_or(EngineError::NoTransaction)?;
         if t.levels.len() > 1 {
             t.levels.pop();

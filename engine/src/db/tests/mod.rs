@@ -4,6 +4,7 @@
 mod crash;
 mod model_based;
 mod ops;
+mod regressions;
 
 use std::path::Path;
 use std::sync::Arc;

@@ -65,6 +65,8 @@ pub enum EngineError {
     ReadOnly { primary: Option<String> },
     #[error("{0}")]
     NotPrimary(String),
+    #[error("{0}")]
+    CommitOutcomeUnknown(String),
     #[error("commits are paused: {0}")]
     Paused(String),
     #[error("the engine is closed")]

@@ -6,7 +6,9 @@
 //! - [`journal`]: the logical log with group commit.
 //! - [`wij`]: the write image journal that makes page flushes atomic.
 
+pub mod arbiter;
 pub mod btree;
+pub mod client;
 pub mod db;
 pub mod error;
 pub mod journal;
@@ -15,6 +17,7 @@ pub mod mirror;
 pub mod model;
 pub mod storage;
 pub mod wij;
+pub mod wire;
 
 pub use db::{Direction, Engine, EngineOptions, RecoveryReport, Session};
 pub use error::{EngineError, Result};

@@ -1,5 +1,9 @@
 //! The redoubt node process and the `redoubt` command.
 
+pub mod admin;
+pub mod cluster;
+pub mod cmd;
+pub mod config;
 pub mod demo;
 pub mod load;
 pub mod shell;

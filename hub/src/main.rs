@@ -1,13 +1,14 @@
 //! `redoubt`: one binary for every role and every operator action.
 
-use std::io::{BufRead, IsTerminal, Write};
+use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use redoubt_engine::client::{Client, ClientOptions, Target};
 use redoubt_engine::{Engine, EngineOptions};
-use redoubt_hub::shell::{command, exec};
+use redoubt_hub::shell::repl;
 use redoubt_hub::{demo, load};
 
 #[derive(Parser)]
@@ -23,9 +24,14 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Walk through what the engine does, on a temporary data directory:
-    /// globals, transactions, and a kill -9 with recovery.
-    Demo,
+    /// Walk through a mirror on this machine: write on the primary, read
+    /// on the backup, kill the primary, watch the failover, rejoin.
+    Demo {
+        /// Walk through one member's storage engine instead: globals,
+        /// transactions, and a kill -9 with recovery.
+        #[arg(long)]
+        engine: bool,
+    },
     /// Run commands on a data directory opened in this process (no server).
     Local {
         /// The member's data directory (created if missing).
@@ -44,6 +50,42 @@ enum Cmd {
     Check {
         #[arg(long)]
         data: PathBuf,
+    },
+    /// Run commands on a mirror over the network: writes go to the primary,
+    /// found among the addresses given (and again after a failover).
+    Shell {
+        /// Member addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        connect: Vec<String>,
+        #[arg(long, default_value = "USER")]
+        db: String,
+        #[arg(short = 'c', long = "command")]
+        commands: Vec<String>,
+        /// Stay on the first member that answers, whatever its role (to
+        /// read a backup or async copy).
+        #[arg(long)]
+        any: bool,
+    },
+    /// Run a mirror member from a TOML configuration.
+    Member {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Run the arbiter: the witness that decides failovers, for any number
+    /// of mirrors.
+    Arbiter {
+        #[arg(long, default_value = "0.0.0.0:7700")]
+        listen: String,
+        #[arg(long)]
+        data: PathBuf,
+    },
+    /// A table of the mirror's members: role, state, epoch, positions, lag.
+    List {
+        /// One or more member addresses, comma-separated.
+        #[arg(long, value_delimiter = ',', required = true)]
+        connect: Vec<String>,
+        #[arg(long)]
+        json: bool,
     },
     /// A write load that prints every acknowledged commit (for crash tests).
     #[command(hide = true)]
@@ -64,12 +106,23 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let cli = Cli::parse();
     let result = match cli.command {
-        Cmd::Demo => demo::run(),
+        Cmd::Demo { engine: false } => demo::run(),
+        Cmd::Demo { engine: true } => demo::engine::run(),
         Cmd::Local { data, db, commands } => local(data, &db, commands),
         Cmd::Check { data } => check(data),
+        Cmd::Shell {
+            connect,
+            db,
+            commands,
+            any,
+        } => shell(&connect, &db, commands, any),
+        Cmd::Member { config } => redoubt_hub::cmd::services::member(&config),
+        Cmd::Arbiter { listen, data } => redoubt_hub::cmd::services::arbiter(&listen, &data),
+        Cmd::List { connect, json } => redoubt_hub::cmd::list::run(&connect, json),
         Cmd::WriteLoad {
             data,
             threads,
@@ -92,44 +145,34 @@ fn local(data: PathBuf, db: &str, commands: Vec<String>) -> Result<()> {
         engine.create_database(db)?;
     }
     let mut session = engine.session();
-    let mut failed = false;
-    let mut run_line = |line: &str| {
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            return;
-        }
-        match command::parse(line)
-            .map_err(anyhow::Error::from)
-            .and_then(|c| exec::run(&mut session, db, &c).map_err(anyhow::Error::from))
-        {
-            Ok(lines) => lines.iter().for_each(|l| println!("{l}")),
-            Err(e) => {
-                eprintln!("error: {e}");
-                failed = true;
-            }
-        }
-    };
-    if commands.is_empty() {
-        let stdin = std::io::stdin();
-        let interactive = stdin.is_terminal();
-        loop {
-            if interactive {
-                print!("{db}> ");
-                std::io::stdout().flush()?;
-            }
-            let mut line = String::new();
-            if stdin.lock().read_line(&mut line)? == 0 {
-                break;
-            }
-            run_line(&line);
-        }
-    } else {
-        for c in &commands {
-            run_line(c);
-        }
-    }
+    let failed = repl::run(&mut session, db, &commands, db)?;
     drop(session);
     engine.close()?;
     if failed {
+        anyhow::bail!("some commands failed");
+    }
+    Ok(())
+}
+
+fn shell(connect: &[String], db: &str, commands: Vec<String>, any: bool) -> Result<()> {
+    let opts = ClientOptions {
+        name: "redoubt-shell".into(),
+        target: if any { Target::Any } else { Target::Primary },
+        primary_wait: std::time::Duration::from_secs(10),
+        ..ClientOptions::default()
+    };
+    let mut client = Client::connect(connect, opts).context("connect to the mirror")?;
+    if let Some(w) = client.welcome() {
+        eprintln!(
+            "connected to {} ({}, epoch {}) of mirror {}",
+            w.member, w.role, w.epoch, w.mirror
+        );
+    }
+    let prompt = client
+        .welcome()
+        .map(|w| format!("{}:{db}", w.member))
+        .unwrap_or_else(|| db.to_string());
+    if repl::run(&mut client, db, &commands, &prompt)? {
         anyhow::bail!("some commands failed");
     }
     Ok(())

@@ -130,7 +130,7 @@ impl Gate {
         loop {
             match &s.access {
                 Access::ReadOnly { .. } => {
-                    return Err(EngineError::NotPrimary(
+                    return Err(EngineError::CommitOutcomeUnknown(
                         "this member stopped being primary before the commit was acknowledged; \
                          its outcome is unknown"
                             .into(),

@@ -87,6 +87,20 @@ pub enum JournalError {
     NotHeld { from: Lsn, first: Lsn },
     #[error("cannot read from lsn {from}: it is not a record boundary (segment {segment})")]
     NotBoundary { from: Lsn, segment: String },
+    /// Journal bytes received from another member (for
+    /// [`super::Journal::append_raw`] or [`super::Journal::decode_raw`]) are
+    /// not a valid continuation at `lsn`; nothing was appended.
+    #[error("received journal bytes are invalid at lsn {lsn}: {reason}")]
+    BadStream { lsn: Lsn, reason: String },
+    /// Received records must start exactly where this journal ends.
+    #[error(
+        "cannot append received records starting at lsn {start}: this journal ends at lsn {end}"
+    )]
+    WrongStart { start: Lsn, end: Lsn },
+    /// [`super::Journal::truncate`] refuses while records are appended but
+    /// not durable: the caller must stop appending and flush first.
+    #[error("cannot truncate to lsn {lsn}: records are appended up to lsn {end} but durable only up to lsn {durable}; stop appending and flush first")]
+    TruncateBusy { lsn: Lsn, end: Lsn, durable: Lsn },
     #[error("invalid journal options: {0}")]
     InvalidOptions(String),
     #[error("{action}: {source}")]

@@ -9,6 +9,13 @@
 //! - `segment.rs`: [`SegmentHeader`], segment files, a validating scan.
 //! - `writer.rs`: [`Journal`]: appends, group commit, rolling, poisoning.
 //! - `reader.rs`: [`JournalReader`]: reading records back.
+//! - `replicate.rs`: the mirror's reading side: raw framed bytes for
+//!   streaming ([`Journal::read_raw`]), chain values
+//!   ([`Journal::crc_before`]), verifying and decoding received bytes
+//!   ([`Journal::decode_raw`]).
+//! - `writer_raw.rs`: the mirror's writing side: appending received bytes
+//!   verbatim ([`Journal::append_raw`]), waiting for new durable bytes,
+//!   rewinding ([`Journal::truncate`]) and re-seeding ([`Journal::reset`]).
 //! - [`recovery`]: what open does with a damaged log (crash model and
 //!   decision table).
 //! - `error.rs`: [`JournalError`], [`RecordError`], [`Damage`].
@@ -22,8 +29,10 @@ mod frame;
 mod reader;
 mod record;
 pub mod recovery;
+mod replicate;
 mod segment;
 mod writer;
+mod writer_raw;
 
 #[cfg(test)]
 mod tests;

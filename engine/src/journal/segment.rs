@@ -201,6 +201,28 @@ impl SegmentScanner {
         }
     }
 
+    /// A scan of `file` (a segment starting at `start`) that resumes at the
+    /// record boundary at file offset `offset`, whose predecessor's stored
+    /// crc is `prev_crc` (both known from an earlier validated scan).
+    pub fn resume(
+        file: Arc<dyn VfsFile>,
+        start: Lsn,
+        offset: u64,
+        prev_crc: u32,
+        end: u64,
+    ) -> SegmentScanner {
+        let offset = offset.max(SegmentHeader::LEN);
+        SegmentScanner {
+            file,
+            start,
+            end: end.max(offset),
+            offset,
+            prev_crc,
+            buf: Vec::new(),
+            buf_at: 0,
+        }
+    }
+
     /// Position of the next record.
     pub fn lsn(&self) -> Lsn {
         self.start.offset(self.offset - SegmentHeader::LEN)

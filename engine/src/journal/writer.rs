@@ -14,6 +14,10 @@
 //!   (its record may be in the next batch, which it may lead).
 //! - `active` (held only by the leader): the segment being written.
 //! - `segments` (read-mostly): the index readers use to find files.
+//! - [`Journal::truncate`] (in `writer_raw.rs`) takes the leader role, then
+//!   `active`, then `pending` (the same order as a flush), so it runs
+//!   between batches and no append interleaves with it.
+//! - [`Journal::wait_durable_beyond`] waits on `flushed` like a committer.
 //!
 //! Invariants:
 //! - `durable <= end`; both are record boundaries.
@@ -34,6 +38,7 @@ use super::frame::FrameHeader;
 use super::reader::JournalReader;
 use super::record::Record;
 use super::recovery::{self, OpenReport};
+use super::replicate::Boundaries;
 use super::segment::{create_segment, display_name, SegmentHeader};
 use crate::storage::{Vfs, VfsFile};
 use crate::Lsn;
@@ -62,7 +67,7 @@ impl Default for JournalOptions {
 }
 
 impl JournalOptions {
-    fn validate(&self) -> Result<(), JournalError> {
+    pub(super) fn validate(&self) -> Result<(), JournalError> {
         if self.segment_bytes == 0 {
             return Err(JournalError::InvalidOptions(
                 "segment_bytes must be at least 1".into(),
@@ -86,51 +91,55 @@ pub(crate) struct SegmentEntry {
 }
 
 /// Appended records not yet taken by a flush.
-struct Pending {
-    buf: Vec<u8>,
+pub(super) struct Pending {
+    pub(super) buf: Vec<u8>,
     /// Bytes at the front of `buf` already taken by a flush.
-    taken: usize,
+    pub(super) taken: usize,
     /// Position of `buf[taken]`.
-    start: Lsn,
+    pub(super) start: Lsn,
     /// Stored crc of the last appended record (the chain value).
-    last_crc: u32,
+    pub(super) last_crc: u32,
 }
 
 impl Pending {
-    fn end(&self) -> Lsn {
+    pub(super) fn end(&self) -> Lsn {
         self.start.offset((self.buf.len() - self.taken) as u64)
     }
 }
 
 /// The segment being written; touched only by the flush leader.
-struct Active {
-    start: Lsn,
-    name: String,
-    file: Arc<dyn VfsFile>,
+pub(super) struct Active {
+    pub(super) start: Lsn,
+    pub(super) name: String,
+    pub(super) file: Arc<dyn VfsFile>,
     /// Bytes in the file, header included.
-    len: u64,
+    pub(super) len: u64,
     /// Stored crc of the last record written (seed of the next segment).
-    last_crc: u32,
+    pub(super) last_crc: u32,
     /// Recycled batch buffer.
     spare: Vec<u8>,
 }
 
 pub(crate) struct Inner {
-    vfs: Arc<dyn Vfs>,
-    dir: PathBuf,
+    pub(super) vfs: Arc<dyn Vfs>,
+    pub(super) dir: PathBuf,
     opts: JournalOptions,
-    pending: Mutex<Pending>,
+    pub(super) pending: Mutex<Pending>,
     /// End of appended records (mirrors `pending.end()`).
-    end: AtomicU64,
+    pub(super) end: AtomicU64,
     /// Every byte below is durable.
-    durable: AtomicU64,
-    syncs: AtomicU64,
+    pub(super) durable: AtomicU64,
+    pub(super) syncs: AtomicU64,
     poison: OnceLock<String>,
-    /// True while a flush leader runs.
-    leader: Mutex<bool>,
-    flushed: Condvar,
-    active: Mutex<Active>,
+    /// True while a flush leader runs (or a truncate, which excludes flushes).
+    pub(super) leader: Mutex<bool>,
+    /// Notified after every flush: committers and
+    /// [`Journal::wait_durable_beyond`] wait on it.
+    pub(super) flushed: Condvar,
+    pub(super) active: Mutex<Active>,
     pub(crate) segments: RwLock<Vec<SegmentEntry>>,
+    /// Record boundaries already validated, for cheap raw reads.
+    pub(super) boundaries: Boundaries,
 }
 
 impl Inner {
@@ -138,7 +147,7 @@ impl Inner {
         Lsn(self.durable.load(Ordering::Acquire))
     }
 
-    fn check_poison(&self) -> Result<(), JournalError> {
+    pub(super) fn check_poison(&self) -> Result<(), JournalError> {
         match self.poison.get() {
             Some(cause) => Err(JournalError::Poisoned {
                 cause: cause.clone(),
@@ -148,7 +157,7 @@ impl Inner {
     }
 
     /// Records the first failure for good and returns the error to give out.
-    fn poison(&self, cause: String) -> JournalError {
+    pub(super) fn poison(&self, cause: String) -> JournalError {
         if self.poison.set(cause.clone()).is_ok() {
             error!(dir = %self.dir.display(), %cause, "journal poisoned");
         }
@@ -287,7 +296,7 @@ impl Inner {
 }
 
 /// Clears the leader flag and wakes waiters, even if the flush panicked.
-struct LeaderGuard<'a>(&'a Inner);
+pub(super) struct LeaderGuard<'a>(pub(super) &'a Inner);
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
@@ -315,7 +324,7 @@ const SCRATCH_KEEP: usize = 1 << 20;
 ///   not be on disk, so no later batch may be written after it, and an fsync
 ///   is never retried. Reopen (recovery decides what survived).
 pub struct Journal {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
 }
 
 impl std::fmt::Debug for Journal {
@@ -430,6 +439,7 @@ impl Journal {
             flushed: Condvar::new(),
             active: Mutex::new(active),
             segments: RwLock::new(segments),
+            boundaries: Boundaries::new(),
         };
         Ok((
             Journal {

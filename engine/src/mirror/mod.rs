@@ -1,4 +1,17 @@
 //! Mirroring: the failover state machine, journal streaming between
 //! members, and the member runtime.
 
+pub mod config;
+mod epoch_file;
 pub mod failover;
+mod link_arbiter;
+mod link_peer;
+mod member;
+mod receiver;
+mod sender;
+mod serve;
+pub mod status;
+
+pub use config::{MemberConfig, MemberKind, MemberSpec};
+pub use member::{Member, MemberError};
+pub use status::{FollowerStatus, MemberStatus};

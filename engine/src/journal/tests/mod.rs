@@ -5,12 +5,15 @@
 //! - `journal`: appends, reads, group commit, rolling, poisoning.
 //! - `tails`: torn tails and corruption at open (fjall-style), the decision
 //!   table.
+//! - `replication`: raw reads and appends, chain values, truncate, reset,
+//!   waiting for durable bytes, crashes during raw appends and truncates.
 //! - `crash`: crash images at every sync point (`REDOUBT_LONG_TESTS=1` for
 //!   more).
 
 mod crash;
 mod journal;
 mod records;
+mod replication;
 mod tails;
 
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
-//! `redoubt demo`: what one member's engine does, step by step, on a
+//! `redoubt demo --engine`: what one member's engine does, step by step, on a
 //! temporary data directory. Exits non-zero if any step misbehaves.
-//! (When the mirror exists this becomes the seed's failover walkthrough.)
+//! (The default demo is the mirror walkthrough in `mirror.rs`.)
 
 use std::collections::BTreeMap;
 use std::io::BufReader;

@@ -1,0 +1,230 @@
+//! The receiving side of journal streaming (backup and async members):
+//! connect to the primary, ask for the journal from our end, make each
+//! chunk durable in our own journal (byte for byte the primary's), then
+//! acknowledge; an apply thread dejournals behind it.
+
+use std::net::TcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use super::failover::Event;
+use super::member::{Msg, Shared, Upstream};
+use crate::journal::{Journal, Record};
+use crate::wire::{self, Ack, FrameLimits, Hello, MemberRole, Message, PeerRole, StreamFrom};
+use crate::Lsn;
+
+/// A running follower thread.
+pub(crate) struct Following {
+    pub primary: String,
+    stop: Arc<AtomicBool>,
+    handle: JoinHandle<()>,
+}
+
+impl Following {
+    /// Stops following; returns once everything received is applied.
+    pub fn stop(self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.handle.join();
+    }
+
+    pub fn finished(&self) -> bool {
+        self.handle.is_finished()
+    }
+}
+
+pub(crate) fn follow(shared: Arc<Shared>, primary: String) -> Following {
+    let stop = Arc::new(AtomicBool::new(false));
+    let handle = {
+        let (shared, primary, stop) = (shared.clone(), primary.clone(), stop.clone());
+        let span = tracing::info_span!("follow", primary = %primary);
+        std::thread::Builder::new()
+            .name("redoubt-follow".into())
+            .spawn(move || {
+                let _g = span.enter();
+                // Async members hand back to the driver to find the primary
+                // again; a backup keeps trying its primary.
+                let once = shared.view.lock().role == MemberRole::Async;
+                while !stop.load(Ordering::SeqCst) && !shared.stopping() {
+                    if let Err(e) = follow_once(&shared, &primary, &stop) {
+                        tracing::info!(error = %e, "stream from the primary ended");
+                    }
+                    if once {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            })
+            .expect("spawn follower")
+    };
+    Following {
+        primary,
+        stop,
+        handle,
+    }
+}
+
+/// Asks every failover member which one is primary.
+pub(crate) fn find_primary(shared: &Shared) -> Option<String> {
+    for m in shared
+        .cfg
+        .members
+        .iter()
+        .filter(|m| m.kind == super::MemberKind::Failover)
+    {
+        let Ok(mut s) = connect(shared, &m.addr) else {
+            continue;
+        };
+        if let Ok(w) = handshake(shared, &mut s) {
+            if w.role == MemberRole::Primary {
+                return Some(w.member);
+            }
+        }
+    }
+    None
+}
+
+pub(crate) fn connect(shared: &Shared, addr: &str) -> std::io::Result<TcpStream> {
+    use std::net::ToSocketAddrs;
+    let sa = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing")))?;
+    let s = TcpStream::connect_timeout(&sa, shared.qos().min(Duration::from_secs(2)))?;
+    s.set_nodelay(true)?;
+    s.set_read_timeout(Some(shared.qos()))?;
+    s.set_write_timeout(Some(shared.qos()))?;
+    Ok(s)
+}
+
+pub(crate) fn handshake(shared: &Shared, s: &mut TcpStream) -> Result<wire::Welcome, String> {
+    wire::send(
+        s,
+        &Message::Hello(Hello::new(
+            &shared.cfg.mirror,
+            &shared.cfg.name,
+            PeerRole::Member,
+        )),
+    )
+    .map_err(|e| e.to_string())?;
+    match wire::recv(s, FrameLimits::default()).map_err(|e| e.to_string())? {
+        Message::Welcome(w) => Ok(w),
+        Message::Refuse(r) => Err(format!("refused: {}", r.reason)),
+        other => Err(format!("expected Welcome, got {}", other.name())),
+    }
+}
+
+fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result<(), String> {
+    let addr = shared
+        .addr_of(primary)
+        .ok_or_else(|| format!("{primary} is not a member"))?;
+    let mut s = connect(shared, &addr).map_err(|e| format!("connect to {addr}: {e}"))?;
+    let w = handshake(shared, &mut s)?;
+    if w.role != MemberRole::Primary {
+        return Err(format!("{primary} is {} , not primary", w.role));
+    }
+    let engine = &shared.engine;
+    let journal = engine.journal();
+    let end = journal.end_lsn();
+    let crc = journal.crc_before(end).map_err(|e| e.to_string())?;
+    let epoch = shared.view.lock().epoch;
+    wire::send(
+        &mut s,
+        &Message::StreamFrom(StreamFrom {
+            epoch,
+            lsn: end.0,
+            crc,
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    tracing::info!(from = end.0, "streaming from the primary");
+
+    let (apply_tx, apply_rx) = mpsc::sync_channel::<(Vec<(Lsn, Record)>, Lsn)>(256);
+    let applier = {
+        let shared = shared.clone();
+        std::thread::Builder::new()
+            .name("redoubt-apply".into())
+            .spawn(move || {
+                for (records, end) in apply_rx {
+                    if let Err(e) = shared.engine.apply_received(records, end) {
+                        tracing::error!(error = %e, "applying the primary's journal failed");
+                        return;
+                    }
+                }
+            })
+            .expect("spawn apply thread")
+    };
+    let limits = FrameLimits::MEMBER;
+    let result = (|| -> Result<(), String> {
+        while !stop.load(Ordering::SeqCst) && !shared.stopping() {
+            let msg = wire::recv(&mut s, limits).map_err(|e| e.to_string())?;
+            match msg {
+                Message::Journal(chunk) => {
+                    let start = Lsn(chunk.start);
+                    let prev = journal.last_crc();
+                    let records =
+                        Journal::decode_raw(start, prev, &chunk.bytes).map_err(|e| e.to_string())?;
+                    let new_end = journal
+                        .append_raw(start, &chunk.bytes)
+                        .map_err(|e| e.to_string())?;
+                    journal.wait_durable(new_end).map_err(|e| e.to_string())?;
+                    apply_tx
+                        .send((records, new_end))
+                        .map_err(|_| "the apply thread stopped".to_string())?;
+                    ack(&mut s, shared)?;
+                }
+                Message::Heartbeat(h) => {
+                    let changed = {
+                        let mut v = shared.view.lock();
+                        v.upstream = Some(Upstream {
+                            primary_end: h.end,
+                            primary_time_us: h.time_us,
+                        });
+                        v.epoch = v.epoch.max(h.epoch);
+                        let changed = v.active_backup != h.active;
+                        v.active_backup = h.active;
+                        changed
+                    };
+                    if changed {
+                        shared.send(Msg::Sm(Event::ActiveNotice { active: h.active }));
+                    }
+                    ack(&mut s, shared)?;
+                }
+                Message::Handoff(h) => {
+                    tracing::warn!(epoch = h.epoch, "the primary hands over to us");
+                    shared.send(Msg::Sm(Event::Handoff { epoch: h.epoch }));
+                }
+                Message::History(_) => {}
+                Message::Diverged(d) => {
+                    return Err(format!(
+                        "this member's journal diverged from the primary's at {}: {}; it must be re-seeded",
+                        d.common, d.reason
+                    ))
+                }
+                Message::SeedNeeded(n) => return Err(format!("the primary cannot stream to us: {}", n.reason)),
+                other => return Err(format!("unexpected {} from the primary", other.name())),
+            }
+        }
+        Ok(())
+    })();
+    drop(apply_tx);
+    let _ = applier.join();
+    shared.view.lock().active_backup = false;
+    result
+}
+
+fn ack(s: &mut TcpStream, shared: &Shared) -> Result<(), String> {
+    let j = shared.engine.journal();
+    let durable = j.durable_lsn().0;
+    wire::send(
+        s,
+        &Message::Ack(Ack {
+            received: j.end_lsn().0,
+            durable,
+            applied: shared.engine.applied_lsn().0.min(durable),
+        }),
+    )
+    .map_err(|e| e.to_string())
+}

@@ -1,0 +1,240 @@
+//! Accepting connections: the handshake, then a client session, a
+//! follower's journal stream, the peer link, or a status request.
+
+use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use super::member::Shared;
+use super::{link_peer, sender};
+use crate::db::Session;
+use crate::error::EngineError;
+use crate::wire::{
+    self, ClientOp, ErrorCode, FrameLimits, Hello, Message, PeerRole, Refuse, RefuseCode,
+    RemoteError, Reply, Response, StatusReply, Welcome, PROTOCOL_VERSION,
+};
+use crate::Direction;
+
+pub(crate) fn accept_loop(shared: Arc<Shared>, listener: TcpListener) {
+    for conn in listener.incoming() {
+        if shared.stopping() {
+            return;
+        }
+        let Ok(s) = conn else { continue };
+        let shared = shared.clone();
+        let span = tracing::Span::current();
+        let _ = std::thread::Builder::new()
+            .name("redoubt-conn".into())
+            .spawn(move || {
+                let _g = span.enter();
+                if let Err(e) = connection(shared, s) {
+                    tracing::debug!(error = %e, "connection ended");
+                }
+            });
+    }
+}
+
+fn refuse(s: &mut TcpStream, code: RefuseCode, reason: String) -> Result<(), String> {
+    let _ = wire::send(
+        s,
+        &Message::Refuse(Refuse {
+            code,
+            reason: reason.clone(),
+        }),
+    );
+    Err(reason)
+}
+
+fn connection(shared: Arc<Shared>, mut s: TcpStream) -> Result<(), String> {
+    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))
+        .map_err(|e| e.to_string())?;
+    let hello: Hello =
+        match wire::recv(&mut s, FrameLimits::default()).map_err(|e| e.to_string())? {
+            Message::Hello(h) => h,
+            other => {
+                return refuse(
+                    &mut s,
+                    RefuseCode::Other,
+                    format!("expected Hello, got {}", other.name()),
+                )
+            }
+        };
+    if hello.protocol != PROTOCOL_VERSION {
+        return refuse(
+            &mut s,
+            RefuseCode::VersionMismatch,
+            format!(
+                "protocol version {} is not supported; this member speaks {PROTOCOL_VERSION}",
+                hello.protocol
+            ),
+        );
+    }
+    // Clients and operator tools may connect without naming the mirror.
+    let any_mirror = hello.role != PeerRole::Member && hello.mirror.is_empty();
+    if hello.mirror != shared.cfg.mirror && !any_mirror {
+        return refuse(
+            &mut s,
+            RefuseCode::WrongMirror,
+            format!(
+                "this is mirror {:?}, not {:?}",
+                shared.cfg.mirror, hello.mirror
+            ),
+        );
+    }
+    if hello.role == PeerRole::Member && shared.cfg.member(&hello.from).is_none() {
+        return refuse(
+            &mut s,
+            RefuseCode::UnknownMember,
+            format!(
+                "{:?} is not a member of mirror {:?}",
+                hello.from, shared.cfg.mirror
+            ),
+        );
+    }
+    let (role, epoch) = {
+        let v = shared.view.lock();
+        (v.role, v.epoch)
+    };
+    wire::send(
+        &mut s,
+        &Message::Welcome(Welcome {
+            mirror: shared.cfg.mirror.clone(),
+            member: shared.cfg.name.clone(),
+            role,
+            epoch,
+            primary: shared.primary_addr(),
+        }),
+    )
+    .map_err(|e| e.to_string())?;
+    match hello.role {
+        PeerRole::Client | PeerRole::Admin => {
+            s.set_read_timeout(None).map_err(|e| e.to_string())?;
+            serve_client(&shared, s)
+        }
+        PeerRole::Member => {
+            s.set_read_timeout(Some(shared.qos()))
+                .map_err(|e| e.to_string())?;
+            match wire::recv(&mut s, FrameLimits::MEMBER).map_err(|e| e.to_string())? {
+                Message::StreamFrom(f) => sender::serve_follower(shared, s, hello.from, f),
+                Message::PeerState(p) => {
+                    link_peer::accepted(shared, s, p);
+                    Ok(())
+                }
+                Message::Status => status_reply(&shared, &mut s),
+                other => Err(format!(
+                    "unexpected {} from member {}",
+                    other.name(),
+                    hello.from
+                )),
+            }
+        }
+    }
+}
+
+fn status_reply(shared: &Shared, s: &mut TcpStream) -> Result<(), String> {
+    let json = serde_json::to_string(&shared.status()).map_err(|e| e.to_string())?;
+    wire::send(s, &Message::StatusReply(StatusReply { json })).map_err(|e| e.to_string())
+}
+
+fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
+    let mut session = shared.engine.session();
+    loop {
+        let msg = match wire::recv(&mut s, FrameLimits::CLIENT) {
+            Ok(m) => m,
+            Err(wire::WireError::Closed) => return Ok(()),
+            Err(e) => return Err(e.to_string()),
+        };
+        match msg {
+            Message::Request(r) => {
+                let write = r.op.is_write();
+                let result = execute(&mut session, r.op).map_err(|e| remote_error(shared, e));
+                if write && result.is_ok() {
+                    shared.commits.fetch_add(1, Ordering::Relaxed);
+                }
+                wire::send(&mut s, &Message::Response(Response { id: r.id, result }))
+                    .map_err(|e| e.to_string())?;
+            }
+            Message::Status => status_reply(shared, &mut s)?,
+            other => return Err(format!("unexpected {} from a client", other.name())),
+        }
+    }
+}
+
+fn execute(session: &mut Session, op: ClientOp) -> Result<Reply, EngineError> {
+    let dir = |backward: bool| {
+        if backward {
+            Direction::Backward
+        } else {
+            Direction::Forward
+        }
+    };
+    Ok(match op {
+        ClientOp::Get { db, key } => Reply::Value(session.get(&db, &key)?),
+        ClientOp::Set { db, key, value } => {
+            session.set(&db, &key, &value)?;
+            Reply::Done
+        }
+        ClientOp::Kill { db, key } => Reply::Int(session.kill(&db, &key)? as i64),
+        ClientOp::ZKill { db, key } => Reply::Bool(session.zkill(&db, &key)?),
+        ClientOp::Data { db, key } => Reply::Data(session.data(&db, &key)?),
+        ClientOp::Order { db, key, backward } => {
+            Reply::Subscript(session.order(&db, &key, dir(backward))?)
+        }
+        ClientOp::Query { db, key, backward } => {
+            Reply::Key(session.query(&db, &key, dir(backward))?)
+        }
+        ClientOp::Increment { db, key, by } => Reply::Int(session.increment(&db, &key, by)?),
+        ClientOp::TStart => Reply::Level(session.tstart()? as u32),
+        ClientOp::TCommit => {
+            session.tcommit()?;
+            Reply::Level(session.tlevel() as u32)
+        }
+        ClientOp::TRollback { innermost_only } => {
+            session.trollback(innermost_only)?;
+            Reply::Level(session.tlevel() as u32)
+        }
+        ClientOp::Lock {
+            db,
+            key,
+            timeout_ms,
+        } => Reply::Bool(session.lock(&db, &key, Duration::from_millis(timeout_ms))?),
+        ClientOp::Unlock { db, key } => Reply::Bool(session.unlock(&db, &key)),
+        ClientOp::Scan { db, key, limit } => {
+            let mut rows = Vec::new();
+            session.scan(&db, &key, |k, v| {
+                rows.push((k, v));
+                rows.len() < limit as usize
+            })?;
+            Reply::Rows(rows)
+        }
+    })
+}
+
+fn remote_error(shared: &Shared, e: EngineError) -> RemoteError {
+    let code = match &e {
+        EngineError::ReadOnly { .. } => ErrorCode::ReadOnly,
+        EngineError::NotPrimary(_) => ErrorCode::NotPrimary,
+        EngineError::CommitOutcomeUnknown(_) => ErrorCode::OutcomeUnknown,
+        EngineError::Paused(_) => ErrorCode::Trouble,
+        EngineError::NoSuchDatabase(_) => ErrorCode::NoSuchDatabase,
+        EngineError::KeyTooLong { .. } => ErrorCode::KeyTooLong,
+        EngineError::ValueTooLarge { .. } => ErrorCode::ValueTooLarge,
+        EngineError::NoTransaction => ErrorCode::NoTransaction,
+        EngineError::Poisoned(_) => ErrorCode::Poisoned,
+        EngineError::Model(_) | EngineError::BadArgument(_) | EngineError::NotAnInteger { .. } => {
+            ErrorCode::BadArgument
+        }
+        _ => ErrorCode::Internal,
+    };
+    let primary = match code {
+        ErrorCode::ReadOnly | ErrorCode::NotPrimary => shared.primary_addr(),
+        _ => None,
+    };
+    RemoteError {
+        code,
+        message: e.to_string(),
+        primary,
+    }
+}

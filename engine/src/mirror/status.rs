@@ -1,0 +1,57 @@
+//! What a member reports about itself: `/status`, `redoubt list`, metrics.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct FollowerStatus {
+    pub name: String,
+    /// End of what the follower has made durable.
+    pub durable: u64,
+    /// End of what it has applied.
+    pub applied: u64,
+    /// Bytes of journal the follower still lacks.
+    pub lag_bytes: u64,
+    /// Seconds since its last acknowledgement.
+    pub last_ack_secs: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct MemberStatus {
+    pub mirror: String,
+    pub member: String,
+    pub addr: String,
+    /// "failover" or "async".
+    pub kind: String,
+    /// "primary", "backup", "async", "starting", "trouble".
+    pub role: String,
+    pub epoch: u64,
+    /// Name of the primary, if known.
+    pub primary: Option<String>,
+    /// End of this member's journal.
+    pub journal_end: u64,
+    pub journal_durable: u64,
+    /// End of what this member has applied to its databases.
+    pub applied: u64,
+    /// (follower) the primary's journal end when it last told us.
+    pub primary_end: Option<u64>,
+    /// (follower) bytes of journal not yet received.
+    pub receive_lag_bytes: Option<u64>,
+    /// (follower) seconds between the primary's clock in its last message
+    /// and now: how far behind in time this copy is.
+    pub receive_lag_secs: Option<f64>,
+    /// (primary) commits wait for the backup.
+    pub sync: bool,
+    /// (backup) the primary counts this member as its active backup.
+    pub active_backup: bool,
+    /// Why commits are paused, if they are.
+    pub paused: Option<String>,
+    pub arbiter: Option<String>,
+    pub arbiter_connected: bool,
+    /// The arbiter's register as last seen: "epoch 4 primary b (backup active)".
+    pub witness: Option<String>,
+    pub followers: Vec<FollowerStatus>,
+    pub commits: u64,
+    pub poisoned: Option<String>,
+    /// Every member of the mirror as configured: (name, addr, kind).
+    pub members: Vec<(String, String, String)>,
+}

@@ -1,0 +1,4 @@
+//! The service and operator subcommands.
+
+pub mod list;
+pub mod services;

@@ -46,6 +46,12 @@ impl Applier {
         self.begins.values().min().copied()
     }
 
+    /// Adds an open transaction found by a scan (rewinding).
+    pub fn restore_open(&mut self, txn: TxnId, begin: Lsn, changes: Vec<Change>) {
+        self.begins.insert(txn, begin);
+        self.txns.insert(txn, changes);
+    }
+
     pub fn open_txns(&self) -> Vec<TxnId> {
         self.begins.keys().copied().collect()
     }
@@ -64,7 +70,7 @@ impl Applier {
             match inner.db(name) {
                 Ok(db) => Ok(db),
                 Err(EngineError::NoSuchDatabase(_)) if create_missing => {
-                    inner.create_database(name)?;
+                    inner.create_database_unjournaled(name)?;
                     inner.db(name)
                 }
                 Err(_) => Err(EngineError::UnknownDatabaseInJournal {
@@ -114,7 +120,13 @@ impl Applier {
                     self.begins.remove(&txn);
                 }
             }
-            Record::Checkpoint { .. } | Record::Epoch { .. } => {}
+            Record::Database { name, .. } => {
+                if inner.db(&name).is_err() {
+                    inner.create_database_unjournaled(&name)?;
+                }
+            }
+            Record::Epoch { epoch, .. } => inner.history.lock().record(epoch, lsn)?,
+            Record::Checkpoint { .. } => {}
         }
         self.applied = end;
         Ok(())

@@ -102,17 +102,21 @@ impl Inner {
         wij.end_cycle()?;
         drop(wij);
         tracing::debug!(pages = images.len(), redo = %max_redo, "flush cycle done");
-        let open: Vec<_> = self
-            .open_txns
-            .lock()
-            .iter()
-            .map(|(t, l)| (*t, *l))
-            .collect();
-        self.journal.append(&Record::Checkpoint {
-            redo_from: max_redo,
-            open_txns: open,
-            time_us: super::now_us(),
-        })?;
+        // Only a primary writes its own records: a follower's journal must
+        // stay byte for byte the primary's.
+        if let super::Access::Primary { .. } = self.gate.access() {
+            let open: Vec<_> = self
+                .open_txns
+                .lock()
+                .iter()
+                .map(|(t, l)| (*t, *l))
+                .collect();
+            self.journal.append(&Record::Checkpoint {
+                redo_from: max_redo,
+                open_txns: open,
+                time_us: super::now_us(),
+            })?;
+        }
         Ok(())
     }
 

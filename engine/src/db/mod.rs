@@ -18,9 +18,11 @@ mod apply;
 mod database;
 mod flush;
 mod gate;
+mod history;
 mod locks;
 mod recovery;
 mod replica;
+mod rewind;
 mod session;
 
 #[cfg(test)]
@@ -113,6 +115,8 @@ pub(crate) struct Inner {
     /// transactions of the journal).
     pub(crate) applier: Mutex<apply::Applier>,
     pub(crate) gate: gate::Gate,
+    /// Where each epoch of the journal began.
+    pub(crate) history: Mutex<history::History>,
 }
 
 struct DaemonGuard {
@@ -246,7 +250,25 @@ impl Inner {
             .ok_or_else(|| EngineError::NoSuchDatabase(name.to_string()))
     }
 
+    /// Creates a database and journals its creation, so followers create
+    /// it too.
     pub(crate) fn create_database(&self, name: &str) -> Result<()> {
+        self.check_poison()?;
+        if let Access::ReadOnly { .. } = self.gate.access() {
+            return Err(EngineError::ReadOnly { primary: None });
+        }
+        self.create_database_unjournaled(name)?;
+        let end = self.journal.append(&crate::journal::Record::Database {
+            name: name.to_string(),
+            time_us: now_us(),
+        })?;
+        self.journal.wait_durable(end)?;
+        Ok(())
+    }
+
+    /// Creates the database file only (recovery and followers, which apply
+    /// the journal's record of it).
+    pub(crate) fn create_database_unjournaled(&self, name: &str) -> Result<()> {
         if !database::valid_name(name) {
             return Err(EngineError::BadDatabaseName(name.to_string()));
         }

@@ -243,6 +243,9 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
     )?;
     report.journal_dropped_bytes = jreport.dropped_bytes;
 
+    let mut history = super::history::History::open(&*vfs, dir.join("epochs"))?;
+    // Epochs recorded for records the journal lost (written, never durable).
+    history.cut(journal.end_lsn())?;
     let opts_mirrored = opts.mirrored;
     let pause_timeout = opts.pause_timeout;
     let inner = Inner {
@@ -261,6 +264,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         daemon_wake: (Mutex::new(false), Condvar::new()),
         closed: AtomicBool::new(false),
         applier: Mutex::new(Applier::default()),
+        history: Mutex::new(history),
         gate: Gate::new(
             if opts_mirrored {
                 Access::ReadOnly { primary: None }

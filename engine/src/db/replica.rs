@@ -50,6 +50,16 @@ impl Engine {
         self.inner.gate.acked()
     }
 
+    /// Where each epoch of this member's journal began, oldest first.
+    pub fn epoch_history(&self) -> Vec<(u64, Lsn)> {
+        self.inner.history.lock().entries()
+    }
+
+    /// The epoch of the newest epoch record in this member's journal.
+    pub fn last_log_epoch(&self) -> u64 {
+        self.inner.history.lock().last_epoch()
+    }
+
     /// Everything before this position is applied to the databases.
     pub fn applied_lsn(&self) -> Lsn {
         self.inner.applier.lock().applied
@@ -84,6 +94,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Cuts this follower's journal back to `cut`, undoing every change
+    /// after it (a tail the mirror never acknowledged). Only while
+    /// read-only, with nothing being applied.
+    pub fn rewind_to(&self, cut: Lsn) -> Result<()> {
+        if let Access::Primary { .. } = self.access() {
+            return Err(crate::EngineError::BadArgument(
+                "a primary does not rewind its journal".into(),
+            ));
+        }
+        super::rewind::rewind(&self.inner, cut)
+    }
+
     /// Takes writes at `epoch`: journals the epoch mark, rolls back the
     /// transactions the old primary never finished, and opens the gate.
     /// Returns the transactions rolled back.
@@ -92,7 +114,7 @@ impl Engine {
         // Taken out of its lock: rolling back may run flush cycles, which
         // read the applier's bounds (the rollback passes its own).
         let mut applier = std::mem::take(&mut *inner.applier.lock());
-        inner.journal.append(&Record::Epoch {
+        let (epoch_at, _) = inner.journal.append_with_start(&Record::Epoch {
             epoch,
             time_us: super::now_us(),
         })?;
@@ -102,6 +124,7 @@ impl Engine {
         *inner.applier.lock() = applier;
         let rolled_back = rolled_back?;
         inner.journal.wait_durable(end)?;
+        inner.history.lock().record(epoch, epoch_at)?;
         inner
             .next_txn
             .fetch_max(end.0.max(1), std::sync::atomic::Ordering::SeqCst);

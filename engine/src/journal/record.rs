@@ -12,6 +12,7 @@
 //! kind 5 TxnRollback txn u64 | to u64 | full u8 (0/1) | time_us u64
 //! kind 6 Checkpoint  redo_from u64 | n u32 | n x (txn u64, lsn u64) | time_us u64
 //! kind 7 Epoch       epoch u64 | time_us u64
+//! kind 8 Database    name str | time_us u64
 //!
 //! bytes = len u32 LE | len bytes          str = bytes holding UTF-8
 //! ```
@@ -40,10 +41,11 @@ pub enum RecordKind {
     TxnRollback = 5,
     Checkpoint = 6,
     Epoch = 7,
+    Database = 8,
 }
 
 impl RecordKind {
-    pub const ALL: [RecordKind; 7] = [
+    pub const ALL: [RecordKind; 8] = [
         RecordKind::Set,
         RecordKind::Kill,
         RecordKind::TxnBegin,
@@ -51,6 +53,7 @@ impl RecordKind {
         RecordKind::TxnRollback,
         RecordKind::Checkpoint,
         RecordKind::Epoch,
+        RecordKind::Database,
     ];
 
     pub fn from_u8(kind: u8) -> Option<RecordKind> {
@@ -109,6 +112,9 @@ pub enum Record {
     },
     /// A new primary tenure begins; positions from here on belong to `epoch`.
     Epoch { epoch: u64, time_us: u64 },
+    /// A database was created (so every member of a mirror has it, even
+    /// before anything is stored in it).
+    Database { name: String, time_us: u64 },
 }
 
 /// Bytes of a length-prefixed field holding `n` bytes.
@@ -126,6 +132,7 @@ impl Record {
             Record::TxnRollback { .. } => RecordKind::TxnRollback,
             Record::Checkpoint { .. } => RecordKind::Checkpoint,
             Record::Epoch { .. } => RecordKind::Epoch,
+            Record::Database { .. } => RecordKind::Database,
         }
     }
 
@@ -137,7 +144,7 @@ impl Record {
             | Record::TxnBegin { txn, .. }
             | Record::TxnCommit { txn, .. }
             | Record::TxnRollback { txn, .. } => *txn,
-            Record::Checkpoint { .. } | Record::Epoch { .. } => 0,
+            Record::Checkpoint { .. } | Record::Epoch { .. } | Record::Database { .. } => 0,
         }
     }
 
@@ -149,7 +156,8 @@ impl Record {
             | Record::TxnCommit { time_us, .. }
             | Record::TxnRollback { time_us, .. }
             | Record::Checkpoint { time_us, .. }
-            | Record::Epoch { time_us, .. } => *time_us,
+            | Record::Epoch { time_us, .. }
+            | Record::Database { time_us, .. } => *time_us,
         }
     }
 
@@ -178,6 +186,7 @@ impl Record {
             Record::TxnRollback { .. } => 25,
             Record::Checkpoint { open_txns, .. } => 8 + 4 + 16 * open_txns.len() as u64 + 8,
             Record::Epoch { .. } => 16,
+            Record::Database { name, .. } => var(name.len()) + 8,
         }
     }
 
@@ -273,6 +282,10 @@ impl Record {
                 put_u64(out, *epoch);
                 put_u64(out, *time_us);
             }
+            Record::Database { name, time_us } => {
+                put_bytes(out, name.as_bytes());
+                put_u64(out, *time_us);
+            }
         }
     }
 
@@ -338,6 +351,10 @@ impl Record {
             }
             RecordKind::Epoch => Record::Epoch {
                 epoch: c.u64("epoch")?,
+                time_us: c.u64("time_us")?,
+            },
+            RecordKind::Database => Record::Database {
+                name: c.string("name")?,
                 time_us: c.u64("time_us")?,
             },
         };

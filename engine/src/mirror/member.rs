@@ -128,7 +128,11 @@ impl Shared {
             primary: v.primary.clone(),
             journal_end: end,
             journal_durable: j.durable_lsn().0,
-            applied: self.engine.applied_lsn().0,
+            // A primary applies as it writes; a follower as far as its applier got.
+            applied: match self.engine.access() {
+                crate::db::Access::Primary { .. } => j.durable_lsn().0,
+                crate::db::Access::ReadOnly { .. } => self.engine.applied_lsn().0,
+            },
             primary_end: v.upstream.as_ref().map(|u| u.primary_end),
             receive_lag_bytes: v
                 .upstream

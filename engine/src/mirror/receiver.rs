@@ -129,7 +129,7 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
     let journal = engine.journal();
     let end = journal.end_lsn();
     let crc = journal.crc_before(end).map_err(|e| e.to_string())?;
-    let epoch = shared.view.lock().epoch;
+    let epoch = engine.last_log_epoch();
     wire::send(
         &mut s,
         &Message::StreamFrom(StreamFrom {
@@ -157,15 +157,15 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
             .expect("spawn apply thread")
     };
     let limits = FrameLimits::MEMBER;
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<Option<wire::Diverged>, String> {
         while !stop.load(Ordering::SeqCst) && !shared.stopping() {
             let msg = wire::recv(&mut s, limits).map_err(|e| e.to_string())?;
             match msg {
                 Message::Journal(chunk) => {
                     let start = Lsn(chunk.start);
                     let prev = journal.last_crc();
-                    let records =
-                        Journal::decode_raw(start, prev, &chunk.bytes).map_err(|e| e.to_string())?;
+                    let records = Journal::decode_raw(start, prev, &chunk.bytes)
+                        .map_err(|e| e.to_string())?;
                     let new_end = journal
                         .append_raw(start, &chunk.bytes)
                         .map_err(|e| e.to_string())?;
@@ -197,22 +197,28 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
                     shared.send(Msg::Sm(Event::Handoff { epoch: h.epoch }));
                 }
                 Message::History(_) => {}
-                Message::Diverged(d) => {
-                    return Err(format!(
-                        "this member's journal diverged from the primary's at {}: {}; it must be re-seeded",
-                        d.common, d.reason
-                    ))
+                Message::Diverged(d) => return Ok(Some(d)),
+                Message::SeedNeeded(n) => {
+                    return Err(format!("the primary cannot stream to us: {}", n.reason))
                 }
-                Message::SeedNeeded(n) => return Err(format!("the primary cannot stream to us: {}", n.reason)),
                 other => return Err(format!("unexpected {} from the primary", other.name())),
             }
         }
-        Ok(())
+        Ok(None)
     })();
     drop(apply_tx);
     let _ = applier.join();
     shared.view.lock().active_backup = false;
-    result
+    match result? {
+        None => Ok(()),
+        Some(d) => {
+            // Our tail was never the mirror's: undo it, then stream again.
+            tracing::warn!(common = d.common, reason = %d.reason, "journal diverged from the primary's; rewinding");
+            engine
+                .rewind_to(Lsn(d.common))
+                .map_err(|e| format!("rewind to {}: {e}", d.common))
+        }
+    }
 }
 
 fn ack(s: &mut TcpStream, shared: &Shared) -> Result<(), String> {

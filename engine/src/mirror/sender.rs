@@ -40,42 +40,44 @@ pub(crate) fn serve_follower(
         return Err("asked to stream but this member is not primary".into());
     }
     let send = |s: &mut TcpStream, m: Message| wire::send(s, &m).map_err(|e| e.to_string());
+    // Where the follower's history can still be ours: its last epoch's
+    // records are the mirror's only up to where the next epoch began here.
     let durable = journal.durable_lsn();
-    if from.lsn > durable.0 {
+    let limit = engine
+        .epoch_history()
+        .into_iter()
+        .find(|(e, _)| *e > from.epoch)
+        .map_or(durable, |(_, start)| start.min(durable));
+    let consistent = from.lsn <= limit.0
+        && journal
+            .crc_before(Lsn(from.lsn))
+            .is_ok_and(|c| c == from.crc);
+    if !consistent {
+        if from.lsn <= limit.0 {
+            // Same epochs but different bytes: do not guess; the follower
+            // must start over from a point it cannot share wrongly.
+            if let Err(JournalError::NotHeld { .. }) = journal.crc_before(Lsn(from.lsn)) {
+                send(
+                    &mut s,
+                    Message::SeedNeeded(SeedNeeded {
+                        reason: format!("the primary no longer holds journal from {}", from.lsn),
+                    }),
+                )?;
+                return Err(format!("{name} needs a seed"));
+            }
+        }
+        let common = limit.0.min(from.lsn);
         send(
             &mut s,
             Message::Diverged(Diverged {
-                common: durable.0,
+                common,
                 reason: format!(
-                    "{name} has journal up to {} but the primary only up to {}: it holds records this mirror never acknowledged",
-                    from.lsn, durable.0
+                    "{name} has journal to {} in epoch {}, but this mirror's history left epoch {} at {}",
+                    from.lsn, from.epoch, from.epoch, limit.0
                 ),
             }),
         )?;
-        return Err(format!("{name} is ahead of us"));
-    }
-    match journal.crc_before(Lsn(from.lsn)) {
-        Ok(crc) if crc == from.crc => {}
-        Ok(_) => {
-            send(
-                &mut s,
-                Message::Diverged(Diverged {
-                    common: 0,
-                    reason: format!("the record before {} differs from the primary's", from.lsn),
-                }),
-            )?;
-            return Err(format!("{name}'s history differs from ours"));
-        }
-        Err(JournalError::NotHeld { .. }) => {
-            send(
-                &mut s,
-                Message::SeedNeeded(SeedNeeded {
-                    reason: format!("the primary no longer holds journal from {}", from.lsn),
-                }),
-            )?;
-            return Err(format!("{name} needs a seed"));
-        }
-        Err(e) => return Err(e.to_string()),
+        return Err(format!("{name} diverged from our history at {common}"));
     }
     let is_peer = shared.cfg.failover_peer().is_some_and(|p| p.name == name);
     tracing::info!(follower = %name, from = from.lsn, is_peer, "streaming journal");

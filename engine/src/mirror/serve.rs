@@ -232,9 +232,14 @@ fn remote_error(shared: &Shared, e: EngineError) -> RemoteError {
         ErrorCode::ReadOnly | ErrorCode::NotPrimary => shared.primary_addr(),
         _ => None,
     };
+    let message = match code {
+        // The primary's address travels in its own field.
+        ErrorCode::ReadOnly => format!("{} is read-only; write to the primary", shared.cfg.name),
+        _ => e.to_string(),
+    };
     RemoteError {
         code,
-        message: e.to_string(),
+        message,
         primary,
     }
 }

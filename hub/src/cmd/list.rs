@@ -86,7 +86,7 @@ pub fn run(connect: &[String], json: bool) -> Result<()> {
         .iter()
         .filter_map(|(_, _, _, s)| s.as_ref().ok())
         .find(|s| s.role == "primary")
-        .map(|s| s.journal_end);
+        .map(|s| s.journal_durable);
     println!(
         "{:<10} {:<22} {:<9} {:<9} {:<7} {:>6} {:>14} {:>14} {:>12}",
         "MEMBER", "ADDRESS", "KIND", "ROLE", "STATE", "EPOCH", "RECEIVED", "APPLIED", "LAG"

@@ -221,6 +221,10 @@ fn every_kind() -> Vec<Record> {
             epoch: 42,
             time_us: 10,
         },
+        Record::Database {
+            name: "USER".into(),
+            time_us: 11,
+        },
     ]
 }
 

@@ -36,13 +36,14 @@ fn kind_bytes_are_stable() {
         (RecordKind::TxnRollback, 5),
         (RecordKind::Checkpoint, 6),
         (RecordKind::Epoch, 7),
+        (RecordKind::Database, 8),
     ];
     for (kind, byte) in expect {
         assert_eq!(kind.as_u8(), byte);
         assert_eq!(RecordKind::from_u8(byte), Some(kind));
     }
     assert_eq!(RecordKind::from_u8(0), None);
-    assert_eq!(RecordKind::from_u8(8), None);
+    assert_eq!(RecordKind::from_u8(9), None);
     assert_eq!(RecordKind::from_u8(255), None);
 }
 
@@ -277,6 +278,8 @@ pub(super) fn any_record() -> impl Strategy<Value = Record> {
                 time_us,
             }),
         (any::<u64>(), any::<u64>()).prop_map(|(epoch, time_us)| Record::Epoch { epoch, time_us }),
+        ("[A-Z][A-Z0-9]{0,8}", any::<u64>())
+            .prop_map(|(name, time_us)| Record::Database { name, time_us }),
     ]
 }
 

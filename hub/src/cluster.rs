@@ -44,9 +44,28 @@ pub struct Plan {
     pub databases: Vec<String>,
 }
 
+/// A loopback port that is free now, for a process that will bind it
+/// later. Ports come from 20000..32000, below Linux's ephemeral range, so
+/// sockets bound to port 0 meanwhile (proxies, clients) never take them;
+/// each process starts at its own offset, so parallel test binaries rarely
+/// meet.
 pub fn free_port() -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind a free loopback port");
-    l.local_addr().expect("local addr")
+    use std::sync::atomic::{AtomicU32, Ordering};
+    const LOW: u32 = 20000;
+    const SPAN: u32 = 12000;
+    static NEXT: AtomicU32 = AtomicU32::new(u32::MAX);
+    let _ = NEXT.compare_exchange(
+        u32::MAX,
+        (std::process::id() * 7919) % SPAN,
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = LOW + NEXT.fetch_add(1, Ordering::SeqCst) % SPAN;
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            return l.local_addr().expect("local addr");
+        }
+    }
 }
 
 impl Plan {

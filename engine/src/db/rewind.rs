@@ -49,6 +49,10 @@ enum Undo {
 
 pub(crate) fn rewind(inner: &Inner, cut: Lsn) -> Result<()> {
     let journal = &inner.journal;
+    // Records a former primary appended but never made durable (e.g. its
+    // last checkpoint mark) go with the tail; make them durable first so
+    // the cut is one clean step.
+    journal.wait_durable(journal.end_lsn())?;
     let end = journal.end_lsn();
     if cut >= end {
         return Ok(());

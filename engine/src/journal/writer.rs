@@ -7,11 +7,19 @@
 //!   leader swaps it out. Appenders never wait for I/O.
 //! - `leader` + `flushed` (condvar): at most one thread flushes at a time.
 //!   A committer in [`Journal::wait_durable`] that finds no flush running
-//!   becomes the leader: it takes the pending bytes (up to
-//!   `max_batch_bytes`, cut at a record boundary), does ONE write and ONE
-//!   sync, publishes the new durable position and wakes every waiter. A
-//!   committer that finds a flush running waits for it, then checks again
-//!   (its record may be in the next batch, which it may lead).
+//!   and its position still not durable (checked again under the `leader`
+//!   lock: a flush may have ended since its first look) becomes the leader:
+//!   it takes the pending bytes (up to `max_batch_bytes`, cut at a record
+//!   boundary), does ONE write and ONE sync, publishes the new durable
+//!   position and wakes every waiter. A committer that finds a flush
+//!   running waits for it, then checks again (its record may be in the next
+//!   batch, which it may lead).
+//! - Every sync makes new bytes durable: a batch is synced only if it wrote
+//!   bytes (nothing pending, no sync), and a committer whose position is
+//!   already durable never leads. Besides batches, only the creation of a
+//!   segment (its header, at a roll) and a truncate sync, so without
+//!   truncates `syncs = batches + new segments` after open, and
+//!   `batches <= commits`.
 //! - `active` (held only by the leader): the segment being written.
 //! - `segments` (read-mostly): the index readers use to find files.
 //! - [`Journal::truncate`] (in `writer_raw.rs`) takes the leader role, then
@@ -130,6 +138,8 @@ pub(crate) struct Inner {
     /// Every byte below is durable.
     pub(super) durable: AtomicU64,
     pub(super) syncs: AtomicU64,
+    /// Batches written and synced (flushes that wrote bytes).
+    batches: AtomicU64,
     poison: OnceLock<String>,
     /// True while a flush leader runs (or a truncate, which excludes flushes).
     pub(super) leader: Mutex<bool>,
@@ -205,8 +215,9 @@ impl Inner {
         Some((start, crc))
     }
 
-    /// One batch: take, write, sync, publish. Leader only.
-    fn flush_batch(&self, active: &mut Active) -> Result<(), JournalError> {
+    /// One batch: take, write, sync, publish. Leader only. With nothing
+    /// pending it does nothing (and does not sync).
+    pub(super) fn flush_batch(&self, active: &mut Active) -> Result<(), JournalError> {
         // A leader that failed left `pending` and `active` out of step: no
         // later leader may write.
         self.check_poison()?;
@@ -231,6 +242,7 @@ impl Inner {
         batch: &[u8],
         last_crc: u32,
     ) -> Result<(), JournalError> {
+        debug_assert!(!batch.is_empty(), "an empty batch is never synced");
         if active.len >= self.opts.segment_bytes && active.len > SegmentHeader::LEN {
             self.roll(active, start)?;
         }
@@ -255,6 +267,7 @@ impl Inner {
             )));
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        self.batches.fetch_add(1, Ordering::Relaxed);
         active.len += batch.len() as u64;
         active.last_crc = last_crc;
         self.durable
@@ -434,6 +447,7 @@ impl Journal {
             end: AtomicU64::new(rec.end.0),
             durable: AtomicU64::new(rec.end.0),
             syncs: AtomicU64::new(syncs),
+            batches: AtomicU64::new(0),
             poison: OnceLock::new(),
             leader: Mutex::new(false),
             flushed: Condvar::new(),
@@ -503,6 +517,15 @@ impl Journal {
                     inner.flushed.wait(&mut leading);
                     continue;
                 }
+                // A flush may have ended since the check above (it publishes
+                // `durable` before giving up the role under this lock, so
+                // the value read here is final until we lead): if it covered
+                // `upto`, leading would only sync other committers' records
+                // on our time.
+                inner.check_poison()?;
+                if inner.durable_lsn() >= upto {
+                    return Ok(());
+                }
                 *leading = true;
             }
             let _guard = LeaderGuard(inner);
@@ -533,9 +556,17 @@ impl Journal {
     }
 
     /// Number of segment file syncs since open (including open's own):
-    /// with group commit, far fewer than commits.
+    /// one per group-commit batch ([`Journal::batches`]) plus one per new
+    /// segment (its header), and those of [`Journal::truncate`].
     pub fn syncs(&self) -> u64 {
         self.inner.syncs.load(Ordering::Relaxed)
+    }
+
+    /// Number of group-commit batches written since open, each one write
+    /// and one sync of records not written before: never more than the
+    /// commits that waited for them, and with group commit far fewer.
+    pub fn batches(&self) -> u64 {
+        self.inner.batches.load(Ordering::Relaxed)
     }
 
     /// True once a write or sync failed; every later append and wait fails.

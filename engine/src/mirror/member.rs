@@ -175,6 +175,12 @@ impl Shared {
                 .collect(),
             commits: self.commits.load(Ordering::Relaxed),
             poisoned: self.engine.poisoned(),
+            epochs: self
+                .engine
+                .epoch_history()
+                .into_iter()
+                .map(|(e, l)| (e, l.0))
+                .collect(),
             members: self
                 .cfg
                 .members

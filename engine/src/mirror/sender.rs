@@ -95,7 +95,7 @@ pub(crate) fn serve_follower(
     };
     let qos = shared.qos();
     let mut pos = Lsn(from.lsn);
-    let mut last_sent = Instant::now() - qos;
+    let mut last_heartbeat = Instant::now() - qos;
     let result = (|| -> Result<(), String> {
         while !dead.load(Ordering::SeqCst) && !shared.stopping() {
             if is_peer {
@@ -115,20 +115,9 @@ pub(crate) fn serve_follower(
             if !matches!(engine.access(), Access::Primary { .. }) {
                 return Err("no longer primary".into());
             }
-            let (bytes, end) = journal.read_raw(pos, CHUNK).map_err(|e| e.to_string())?;
-            if !bytes.is_empty() {
-                send(
-                    &mut s,
-                    Message::Journal(JournalChunk {
-                        start: pos.0,
-                        bytes,
-                    }),
-                )?;
-                pos = end;
-                last_sent = Instant::now();
-                continue;
-            }
-            if last_sent.elapsed() >= qos / 4 {
+            // Heartbeats go out at least every QoS/4 even while data flows:
+            // they tell the backup whether it is active.
+            if last_heartbeat.elapsed() >= qos / 4 {
                 let (epoch, active) = {
                     let v = shared.view.lock();
                     (v.epoch, is_peer && v.backup_active)
@@ -143,7 +132,19 @@ pub(crate) fn serve_follower(
                         active,
                     }),
                 )?;
-                last_sent = Instant::now();
+                last_heartbeat = Instant::now();
+            }
+            let (bytes, end) = journal.read_raw(pos, CHUNK).map_err(|e| e.to_string())?;
+            if !bytes.is_empty() {
+                send(
+                    &mut s,
+                    Message::Journal(JournalChunk {
+                        start: pos.0,
+                        bytes,
+                    }),
+                )?;
+                pos = end;
+                continue;
             }
             journal.wait_durable_beyond(pos, (qos / 4).min(Duration::from_millis(50)));
         }

@@ -52,6 +52,8 @@ pub struct MemberStatus {
     pub followers: Vec<FollowerStatus>,
     pub commits: u64,
     pub poisoned: Option<String>,
+    /// Where each epoch of this member's journal began: (epoch, position).
+    pub epochs: Vec<(u64, u64)>,
     /// Every member of the mirror as configured: (name, addr, kind).
     pub members: Vec<(String, String, String)>,
 }

@@ -49,7 +49,8 @@ impl Proxy {
                         let _ = client.shutdown(Shutdown::Both);
                         continue;
                     }
-                    let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(1)) else {
+                    let Ok(server) = TcpStream::connect_timeout(&target, Duration::from_secs(1))
+                    else {
                         let _ = client.shutdown(Shutdown::Both);
                         continue;
                     };
@@ -60,12 +61,21 @@ impl Proxy {
                         c.push(client.try_clone().unwrap());
                         c.push(server.try_clone().unwrap());
                     }
-                    pump(client.try_clone().unwrap(), server.try_clone().unwrap(), mode.clone());
+                    pump(
+                        client.try_clone().unwrap(),
+                        server.try_clone().unwrap(),
+                        mode.clone(),
+                    );
                     pump(server, client, mode.clone());
                 }
             });
         }
-        Proxy { addr, mode, conns, stop }
+        Proxy {
+            addr,
+            mode,
+            conns,
+            stop,
+        }
     }
 
     pub fn addr(&self) -> SocketAddr {

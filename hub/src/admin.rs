@@ -8,6 +8,8 @@
 //! | `GET /replica?lag=BYTES` | 200 on a backup or async copy at most BYTES behind (default 1 MiB), else 503 |
 //! | `GET /health` | 200 while the member runs and its store is not poisoned |
 //! | `GET /metrics` | Prometheus text format |
+//! | `POST /switchover` | (primary) hand over to the active backup and follow it |
+//! | `POST /failover` | make this member primary now (the old primary must be gone) |
 //!
 //! A deliberately small HTTP/1.1 server on std: one request per
 //! connection, no keep-alive, no request bodies.
@@ -18,19 +20,28 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redoubt_engine::mirror::MemberStatus;
+use redoubt_engine::mirror::{Actions, MemberStatus};
 
 /// Where the admin API gets a fresh status from.
 pub type StatusSource = Arc<dyn Fn() -> MemberStatus + Send + Sync>;
 
-pub fn serve(listener: TcpListener, status: StatusSource, stop: Arc<AtomicBool>) {
+/// Operator actions the API can ask for; `None` serves status only.
+pub type ActionSource = Option<Actions>;
+
+pub fn serve(
+    listener: TcpListener,
+    status: StatusSource,
+    actions: ActionSource,
+    stop: Arc<AtomicBool>,
+) {
     let _ = listener.set_nonblocking(true);
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((s, _)) => {
                 let status = status.clone();
+                let actions = actions.clone();
                 std::thread::spawn(move || {
-                    let _ = handle(s, &status);
+                    let _ = handle(s, &status, actions.as_ref());
                 });
             }
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -41,7 +52,7 @@ pub fn serve(listener: TcpListener, status: StatusSource, stop: Arc<AtomicBool>)
     }
 }
 
-fn handle(s: TcpStream, status: &StatusSource) -> std::io::Result<()> {
+fn handle(s: TcpStream, status: &StatusSource, actions: Option<&Actions>) -> std::io::Result<()> {
     s.set_nonblocking(false)?;
     s.set_read_timeout(Some(Duration::from_secs(5)))?;
     let mut reader = BufReader::new(s.try_clone()?);
@@ -56,8 +67,19 @@ fn handle(s: TcpStream, status: &StatusSource) -> std::io::Result<()> {
     }
     let mut parts = line.split_whitespace();
     let (method, target) = (parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
-    let (code, ctype, body) = route(method, target, &status());
+    let (code, ctype, body) = match (method, target, actions) {
+        ("POST", "/switchover", Some(a)) => action(a.switchover()),
+        ("POST", "/failover", Some(a)) => action(a.failover()),
+        _ => route(method, target, &status()),
+    };
     respond(s, code, ctype, &body)
+}
+
+fn action(r: Result<String, String>) -> (u16, &'static str, String) {
+    match r {
+        Ok(msg) => (200, "text/plain; charset=utf-8", msg + "\n"),
+        Err(why) => (409, "text/plain; charset=utf-8", why + "\n"),
+    }
 }
 
 /// (status code, content type, body) for a request.
@@ -71,7 +93,11 @@ pub fn route(method: &str, target: &str, st: &MemberStatus) -> (u16, &'static st
             .map(|(_, v)| v.to_string())
     };
     if method != "GET" {
-        return (405, "text/plain", "only GET is served here\n".into());
+        return (
+            405,
+            "text/plain",
+            "GET, or POST /switchover and /failover\n".into(),
+        );
     }
     let text = "text/plain; charset=utf-8";
     match path {
@@ -232,6 +258,7 @@ fn respond(mut s: TcpStream, code: u16, ctype: &str, body: &str) -> std::io::Res
     let reason = match code {
         200 => "OK",
         400 => "Bad Request",
+        409 => "Conflict",
         404 => "Not Found",
         405 => "Method Not Allowed",
         _ => "Service Unavailable",

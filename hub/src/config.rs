@@ -106,6 +106,7 @@ impl MemberFile {
             qos: Duration::from_millis(self.qos_ms),
             databases: self.databases.clone(),
             cache_pages: (self.cache_mb * 1024 * 1024 / 8192) as usize,
+            admin: self.admin.clone(),
         };
         cfg.validate()?;
         Ok(cfg)

@@ -87,6 +87,23 @@ enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Planned switchover: the primary hands over to its active backup and
+    /// follows it. No acknowledged write is lost; refused (with the reason)
+    /// when the backup is not active.
+    Switchover {
+        #[arg(long, value_delimiter = ',', required = true)]
+        connect: Vec<String>,
+    },
+    /// Manual failover: make MEMBER primary when the primary is gone. Says
+    /// what may be lost and asks first unless --yes.
+    Failover {
+        #[arg(long)]
+        to: String,
+        #[arg(long, value_delimiter = ',', required = true)]
+        connect: Vec<String>,
+        #[arg(long)]
+        yes: bool,
+    },
     /// A write load that prints every acknowledged commit (for crash tests).
     #[command(hide = true)]
     WriteLoad {
@@ -123,6 +140,10 @@ fn main() -> ExitCode {
         Cmd::Member { config } => redoubt_hub::cmd::services::member(&config),
         Cmd::Arbiter { listen, data } => redoubt_hub::cmd::services::arbiter(&listen, &data),
         Cmd::List { connect, json } => redoubt_hub::cmd::list::run(&connect, json),
+        Cmd::Switchover { connect } => redoubt_hub::cmd::actions::switchover(&connect),
+        Cmd::Failover { to, connect, yes } => {
+            redoubt_hub::cmd::actions::failover(&connect, &to, yes)
+        }
         Cmd::WriteLoad {
             data,
             threads,

@@ -31,7 +31,10 @@ fn rounds() -> usize {
 
 fn start(plan: Plan) -> (tempfile::TempDir, LocalCluster) {
     let keep = std::env::var("REDOUBT_TEST_KEEP").is_ok();
-    let dir = tempfile::Builder::new().disable_cleanup(keep).tempdir().unwrap();
+    let dir = tempfile::Builder::new()
+        .disable_cleanup(keep)
+        .tempdir()
+        .unwrap();
     if keep {
         eprintln!("cluster in {}", dir.path().display());
     }
@@ -262,4 +265,95 @@ fn members_restart_in_every_order_without_loss() {
         .unwrap_or_else(|e| panic!("{e}\n{}", logs(&c, &ALL)));
     }
     check(&c, &ALL, &total);
+}
+
+fn redoubt(args: &[&str]) -> (bool, String) {
+    let out = std::process::Command::new(exe())
+        .args(args)
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.success(), text)
+}
+
+#[test]
+fn switchover_swaps_roles_without_loss_and_is_refused_without_an_active_backup() {
+    let (_dir, mut c) = start(Plan::new(&["a", "b"], &["dr"], true, QOS_MS));
+    let load = Load::start(c.addrs(), 2);
+    sleep_ms(500);
+    let (p, b) = pair(&c);
+    let connect = c.addrs().join(",");
+    let (ok, text) = redoubt(&["switchover", "--connect", &connect]);
+    assert!(ok, "{text}\n{}", logs(&c, &ALL));
+    assert!(text.contains(&format!("{b} is primary")), "{text}");
+    c.wait_until(Duration::from_secs(10), "the old primary following", |c| {
+        c.status(&p).is_ok_and(|s| s.role == "backup")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&c, &ALL)));
+    sleep_ms(300);
+    let o = load.stop();
+    check(&c, &ALL, &o);
+    // Now stop the backup: a switchover must be refused, saying why.
+    c.kill(&p).unwrap();
+    sleep_ms(2 * QOS_MS);
+    let (ok, text) = redoubt(&["switchover", "--connect", &connect]);
+    assert!(!ok, "a switchover without a backup must be refused: {text}");
+    assert!(text.contains("backup"), "{text}");
+}
+
+#[test]
+fn manual_failover_without_an_arbiter() {
+    let (_dir, mut c) = start_no_arbiter();
+    let load = Load::start(c.addrs(), 2);
+    sleep_ms(500);
+    let o = load.stop();
+    let (p, b) = pair(&c);
+    c.kill(&p).unwrap();
+    sleep_ms(3 * QOS_MS);
+    assert_eq!(
+        c.status(&b).unwrap().role,
+        "backup",
+        "without an arbiter the backup never takes over by itself"
+    );
+    let connect = c.addrs().join(",");
+    let (ok, text) = redoubt(&["failover", "--to", &b, "--connect", &connect]);
+    assert!(
+        !ok && text.contains("--yes"),
+        "unconfirmed failover must not happen: {text}"
+    );
+    let (ok, text) = redoubt(&["failover", "--to", &b, "--connect", &connect, "--yes"]);
+    assert!(ok, "{text}\n{}", logs(&c, &ALL));
+    assert!(text.contains("Nothing is lost"), "{text}");
+    c.start_one(&p).unwrap();
+    c.wait_until(Duration::from_secs(15), "the old primary rejoining", |c| {
+        c.status(&p).is_ok_and(|s| s.role == "backup")
+    })
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&c, &ALL)));
+    check(&c, &ALL, &o);
+}
+
+fn start_no_arbiter() -> (tempfile::TempDir, LocalCluster) {
+    let dir = tempfile::tempdir().unwrap();
+    let c = LocalCluster::start(
+        exe().as_ref(),
+        dir.path(),
+        Plan::new(&["a", "b"], &["dr"], false, QOS_MS),
+    )
+    .unwrap();
+    c.wait_until(
+        Duration::from_secs(20),
+        "a primary with an active backup",
+        |c| {
+            ["a", "b"].iter().any(|m| {
+                c.status(m)
+                    .is_ok_and(|s| s.role == "backup" && s.active_backup)
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}\n{}", logs(&c, &ALL)));
+    (dir, c)
 }

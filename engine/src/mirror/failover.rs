@@ -102,6 +102,9 @@ pub enum Event {
     },
     /// An operator asks this member to become primary (`redoubt failover`).
     OperatorFailover,
+    /// (primary) planned switchover: hand over to the synced backup and
+    /// follow it; commits are paused and the backup has everything.
+    Switchover,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -156,6 +159,8 @@ enum OnSuccess {
     GoAlone,
     BackupActive,
     Handoff(u64),
+    /// Hand over and stay on as backup (switchover).
+    HandoffAndFollow(u64),
     Reregistered,
 }
 
@@ -280,6 +285,7 @@ impl Failover {
             }
             Event::Shutdown { backup_has_all } => self.on_shutdown(backup_has_all, &mut out),
             Event::OperatorFailover => self.on_operator_failover(&mut out),
+            Event::Switchover => self.on_switchover(&mut out),
         }
         out
     }
@@ -564,6 +570,14 @@ impl Failover {
                     out.push(Command::SendHandoff { epoch });
                     out.push(Command::Exit);
                 }
+                OnSuccess::HandoffAndFollow(epoch) => {
+                    self.role = Role::Starting;
+                    self.sync = false;
+                    self.epoch = epoch;
+                    self.paused = None;
+                    out.push(Command::SendHandoff { epoch });
+                    out.push(Command::BecomeStarting);
+                }
             }
             return;
         }
@@ -726,6 +740,30 @@ impl Failover {
             self.role = Role::Stopped;
             out.push(Command::SendHandoff { epoch: next });
             out.push(Command::Exit);
+        }
+    }
+
+    fn on_switchover(&mut self, out: &mut Vec<Command>) {
+        if self.role != Role::Primary || !self.sync {
+            return;
+        }
+        let Some(peer) = self.cfg.peer.clone() else {
+            return;
+        };
+        let next = self.epoch + 1;
+        if self.cfg.has_arbiter {
+            let new = Witness {
+                epoch: next,
+                primary: peer,
+                backup_active: false,
+            };
+            self.cas(new, None, OnSuccess::HandoffAndFollow(next), out);
+        } else {
+            self.role = Role::Starting;
+            self.sync = false;
+            self.epoch = next;
+            out.push(Command::SendHandoff { epoch: next });
+            out.push(Command::BecomeStarting);
         }
     }
 

@@ -41,7 +41,13 @@ pub(crate) enum Msg {
         graceful: bool,
     },
     /// An operator's `failover --to` this member.
-    OperatorFailover,
+    OperatorFailover {
+        reply: Sender<Result<String, String>>,
+    },
+    /// An operator's `switchover` (to this primary).
+    Switchover {
+        reply: Sender<Result<String, String>>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -119,6 +125,7 @@ impl Shared {
             mirror: self.cfg.mirror.clone(),
             member: self.cfg.name.clone(),
             addr: self.cfg.me().addr.clone(),
+            admin: self.cfg.admin.clone(),
             kind: match self.cfg.me().kind {
                 MemberKind::Failover => "failover".into(),
                 MemberKind::Async => "async".into(),
@@ -355,9 +362,11 @@ impl Member {
         &self.shared.engine
     }
 
-    /// Asks this member to become primary (`redoubt failover --to`).
-    pub fn operator_failover(&self) {
-        self.shared.send(Msg::OperatorFailover);
+    /// A handle for other threads (the admin API) to ask for actions.
+    pub fn actions(&self) -> Actions {
+        Actions {
+            shared: self.shared.clone(),
+        }
     }
 
     /// Stops the member. A graceful stop of a primary with an active backup
@@ -383,6 +392,57 @@ impl Member {
     }
 }
 
+/// Operator actions, usable from other threads.
+#[derive(Clone)]
+pub struct Actions {
+    shared: Arc<Shared>,
+}
+
+impl Actions {
+    pub fn failover(&self) -> Result<String, String> {
+        let (tx, rx) = mpsc::channel();
+        self.shared.send(Msg::OperatorFailover { reply: tx });
+        rx.recv_timeout(Duration::from_secs(5))
+            .map_err(|_| "no answer from the member".to_string())?
+    }
+
+    pub fn switchover(&self) -> Result<String, String> {
+        let (tx, rx) = mpsc::channel();
+        self.shared.send(Msg::Switchover { reply: tx });
+        rx.recv_timeout(self.shared.qos() + Duration::from_secs(5))
+            .map_err(|_| "no answer from the member".to_string())?
+    }
+}
+
+/// Whether an operator failover to this member may start, and what it
+/// means for data.
+fn check_failover(shared: &Shared, sm: Option<&Failover>) -> Result<String, String> {
+    let Some(f) = sm else {
+        return Err(format!(
+            "{} is an async member; promote it instead (a later release)",
+            shared.cfg.name
+        ));
+    };
+    if f.role() == &Role::Primary {
+        return Err(format!("{} is already the primary", shared.cfg.name));
+    }
+    let peer_primary = shared.view.lock().primary.clone();
+    if shared.cfg.arbiter.is_none() && f.is_active_backup() {
+        return Ok("taking over as primary (no arbiter: you asserted the primary is down)".into());
+    }
+    if f.is_active_backup() {
+        Ok(
+            "taking over: this member was the active backup, so it has every acknowledged write"
+                .into(),
+        )
+    } else {
+        Ok(format!(
+            "taking over although this member was NOT the active backup: writes the old primary ({}) acknowledged after this member fell behind are lost",
+            peer_primary.unwrap_or_else(|| "unknown".into())
+        ))
+    }
+}
+
 /// The driver: owns the failover state machine (failover members) or
 /// finds the primary to follow (async members).
 fn driver(shared: Arc<Shared>, rx: Receiver<Msg>, mut sm: Option<Failover>) {
@@ -403,7 +463,40 @@ fn driver(shared: Arc<Shared>, rx: Receiver<Msg>, mut sm: Option<Failover>) {
                     shared.engine.set_sync(false);
                 }
             }
-            Ok(Msg::OperatorFailover) => events.push(Event::OperatorFailover),
+            Ok(Msg::OperatorFailover { reply }) => {
+                let answer = check_failover(&shared, sm.as_ref());
+                if answer.is_ok() {
+                    events.push(Event::OperatorFailover);
+                }
+                let _ = reply.send(answer);
+            }
+            Ok(Msg::Switchover { reply }) => {
+                let answer = match sm.as_ref() {
+                    Some(f) if f.role() == &Role::Primary && f.is_sync() => {
+                        shared.engine.pause_commits("switchover: handing over to the backup");
+                        if wait_backup_has_all(&shared) {
+                            events.push(Event::Switchover);
+                            Ok(format!(
+                                "handing over to {}",
+                                shared.cfg.failover_peer().map_or("the backup", |p| p.name.as_str())
+                            ))
+                        } else {
+                            shared.engine.resume_commits();
+                            Err("the backup did not acknowledge everything within the QoS timeout; nothing changed".into())
+                        }
+                    }
+                    Some(f) if f.role() == &Role::Primary => Err(
+                        "the backup is not active (not connected or still catching up): a switchover now could lose writes; nothing changed"
+                            .into(),
+                    ),
+                    _ => Err(format!(
+                        "{} is not the primary; ask the primary ({})",
+                        shared.cfg.name,
+                        shared.view.lock().primary.clone().unwrap_or_else(|| "unknown".into())
+                    )),
+                };
+                let _ = reply.send(answer);
+            }
             Ok(Msg::Shutdown { graceful }) => {
                 let primary_synced = sm
                     .as_ref()
@@ -551,7 +644,12 @@ fn execute(
                 f.stop();
             }
             engine.set_read_only(None);
-            shared.view.lock().primary = None;
+            {
+                let mut v = shared.view.lock();
+                v.primary = None;
+                v.handoff = None;
+                v.handoff_sent = false;
+            }
             tracing::warn!(
                 "fenced or without a primary: read-only until the mirror's state is known"
             );

@@ -13,5 +13,5 @@ mod serve;
 pub mod status;
 
 pub use config::{MemberConfig, MemberKind, MemberSpec};
-pub use member::{Member, MemberError};
+pub use member::{Actions, Member, MemberError};
 pub use status::{FollowerStatus, MemberStatus};

@@ -208,7 +208,6 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
     })();
     drop(apply_tx);
     let _ = applier.join();
-    shared.view.lock().active_backup = false;
     match result? {
         None => Ok(()),
         Some(d) => {

@@ -20,6 +20,8 @@ pub struct MemberStatus {
     pub mirror: String,
     pub member: String,
     pub addr: String,
+    /// The HTTP admin API, if any.
+    pub admin: Option<String>,
     /// "failover" or "async".
     pub kind: String,
     /// "primary", "backup", "async", "starting", "trouble".

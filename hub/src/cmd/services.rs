@@ -37,8 +37,9 @@ pub fn member(config: &Path) -> Result<()> {
         let listener =
             TcpListener::bind(addr).with_context(|| format!("admin API: listen on {addr}"))?;
         let source: crate::admin::StatusSource = member.status_source();
+        let actions = Some(member.actions());
         let stop = stop.clone();
-        std::thread::spawn(move || crate::admin::serve(listener, source, stop));
+        std::thread::spawn(move || crate::admin::serve(listener, source, actions, stop));
         eprintln!("admin API on http://{addr}/status");
     }
     while !stop.load(Ordering::SeqCst) && !member.stopped() {

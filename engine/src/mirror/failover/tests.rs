@@ -610,3 +610,38 @@ fn a_primary_re_registers_with_an_arbiter_that_lost_its_state() {
         vec![Command::Register(w(3, "a", true))]
     );
 }
+
+#[test]
+fn a_switchover_hands_over_and_follows() {
+    let mut f = synced_primary();
+    assert_eq!(
+        f.handle(Event::Switchover),
+        vec![Command::Cas {
+            expect: w(3, "a", true),
+            new: w(4, "b", false),
+            require_lost: None
+        }]
+    );
+    assert_eq!(
+        f.handle(Event::CasDone {
+            ok: true,
+            state: Some(w(4, "b", false))
+        }),
+        vec![Command::SendHandoff { epoch: 4 }, Command::BecomeStarting]
+    );
+    // Then it follows the new primary the witness names.
+    assert_eq!(
+        f.handle(arb(Some(w(4, "b", false)))),
+        vec![Command::BecomeBackup {
+            primary: "b".into()
+        }]
+    );
+    // Without a synced backup there is no switchover.
+    let mut g = synced_primary();
+    g.handle(Event::PeerLost);
+    g.handle(Event::CasDone {
+        ok: true,
+        state: Some(w(3, "a", false)),
+    });
+    assert_eq!(g.handle(Event::Switchover), vec![]);
+}

@@ -1,0 +1,135 @@
+//! Our engine behind the [`Store`] interface: one database `DB`, keys
+//! `^B("<16 bytes>")`, values `Value::Bytes`.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use redoubt_engine::{Engine, EngineOptions, Key, Session, Subscript, Value};
+
+use crate::store::{Probe, Reader, Store, StoreConfig, Writer};
+use crate::workload::{self, RawKey};
+
+pub const DB: &str = "DB";
+pub const GLOBAL: &str = "B";
+pub const PAGE_BYTES: u64 = 8192;
+
+pub struct Redoubt {
+    pub engine: Engine,
+    pool_pages: usize,
+}
+
+impl Redoubt {
+    /// Opens (creating) the engine in `dir` with `opts` and makes sure `DB`
+    /// exists.
+    pub fn open(dir: &Path, opts: EngineOptions) -> Result<Redoubt> {
+        let pool_pages = opts.cache_pages;
+        let (engine, _report) =
+            Engine::open(dir, opts).with_context(|| format!("open engine in {}", dir.display()))?;
+        if !engine.database_names().iter().any(|n| n == DB) {
+            engine.create_database(DB).context("create database DB")?;
+        }
+        Ok(Redoubt { engine, pool_pages })
+    }
+
+    pub fn options(cfg: StoreConfig) -> EngineOptions {
+        let mut opts = EngineOptions::default();
+        if let Some(bytes) = cfg.cache_bytes {
+            opts.cache_pages = (bytes / PAGE_BYTES) as usize;
+        }
+        opts
+    }
+}
+
+/// The root of every benchmark key, for scans.
+pub fn root() -> Key {
+    Key::new(GLOBAL, Vec::new()).expect("valid global name")
+}
+
+impl Store for Redoubt {
+    type Key = Key;
+    type Writer = RedoubtWriter;
+    type Reader = RedoubtReader;
+    const NAME: &'static str = "redoubt";
+
+    fn create(dir: &Path, cfg: StoreConfig) -> Result<Self> {
+        Redoubt::open(dir, Redoubt::options(cfg))
+    }
+
+    fn key(raw: &RawKey) -> Key {
+        let s = String::from_utf8_lossy(raw).into_owned();
+        Key::new(GLOBAL, vec![Subscript::Str(s)]).expect("valid global name")
+    }
+
+    fn writer(&self) -> Result<RedoubtWriter> {
+        Ok(RedoubtWriter {
+            session: self.engine.session(),
+            value: Value::Bytes(workload::value()),
+        })
+    }
+
+    fn reader(&self) -> Result<RedoubtReader> {
+        Ok(RedoubtReader {
+            session: self.engine.session(),
+            root: root(),
+        })
+    }
+
+    fn probe(&self) -> Probe {
+        Probe {
+            resident_bytes: Some(self.engine.resident_pages() as u64 * PAGE_BYTES),
+            pool_bound_bytes: Some(self.pool_pages as u64 * PAGE_BYTES),
+            log_syncs: Some(self.engine.journal().syncs()),
+        }
+    }
+
+    fn settle(&self) -> Result<()> {
+        self.engine.checkpoint().context("checkpoint")
+    }
+
+    fn close(self) -> Result<()> {
+        self.engine.close().context("close engine")
+    }
+}
+
+pub struct RedoubtWriter {
+    session: Session,
+    value: Value,
+}
+
+impl Writer<Key> for RedoubtWriter {
+    fn commit(&mut self, keys: &[Key]) -> Result<()> {
+        let s = &mut self.session;
+        if let [key] = keys {
+            return Ok(s.set(DB, key, &self.value)?);
+        }
+        s.tstart()?;
+        for key in keys {
+            s.set(DB, key, &self.value)?;
+        }
+        s.tcommit()?;
+        Ok(())
+    }
+}
+
+pub struct RedoubtReader {
+    session: Session,
+    root: Key,
+}
+
+impl Reader<Key> for RedoubtReader {
+    fn get(&mut self, key: &Key) -> Result<bool> {
+        Ok(self.session.get(DB, key)?.is_some())
+    }
+
+    fn scan_all(&mut self) -> Result<u64> {
+        let mut bytes = 0usize;
+        let n = self.session.scan(DB, &self.root, |_, v| {
+            if let Value::Bytes(b) = &v {
+                bytes += b.len();
+            }
+            true
+        })?;
+        std::hint::black_box(bytes);
+        Ok(n)
+    }
+}

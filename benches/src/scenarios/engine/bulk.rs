@@ -1,0 +1,96 @@
+//! Bulk load: one thread, one transaction per 1,000 SETs, sequential or
+//! random keys, into a store whose cache is a quarter of the data.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use crate::scenarios::Ctx;
+use crate::store::{Store, StoreConfig, Writer};
+use crate::workload::{self, SplitMix64};
+
+pub const BATCH: usize = 1000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    Sequential,
+    Random,
+}
+
+impl Order {
+    pub fn label(self) -> &'static str {
+        match self {
+            Order::Sequential => "sequential",
+            Order::Random => "random",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct BulkRun {
+    pub sets_per_s: f64,
+    /// Largest pool residency seen after any transaction, if reported.
+    pub max_resident_bytes: Option<u64>,
+    pub pool_bound_bytes: Option<u64>,
+    /// Bytes handed to write system calls per row during the load (page
+    /// writes, journal, write image journal), if the OS tells.
+    pub written_per_row: Option<f64>,
+    /// Time of the clean shutdown after the load (deferred flushing).
+    pub close: Duration,
+    /// Size of the store's files after the shutdown.
+    pub file_bytes: u64,
+}
+
+/// Loads `rows` rows in transactions of [`BATCH`] into a fresh store with a
+/// `cache_bytes` cache. Timed from the first SET until the last commit is
+/// durable.
+pub fn run<S: Store>(ctx: &Ctx, order: Order, rows: u64, cache_bytes: u64) -> Result<BulkRun> {
+    let dir = ctx.fresh_dir(&format!("bulk-{}", S::NAME))?;
+    let store = S::create(
+        dir.path(),
+        StoreConfig {
+            cache_bytes: Some(cache_bytes),
+        },
+    )?;
+    let mut writer = store.writer()?;
+    let mut rng = SplitMix64::new(0x5eed_b01c);
+    let mut keys: Vec<S::Key> = Vec::with_capacity(BATCH);
+    let mut max_resident = None;
+    let written_before = workload::process_written_bytes();
+    let start = Instant::now();
+    let mut next = 0u64;
+    while next < rows {
+        keys.clear();
+        let n = (rows - next).min(BATCH as u64);
+        for i in next..next + n {
+            let raw = match order {
+                Order::Sequential => workload::seq_key(i),
+                Order::Random => workload::random_key(&mut rng),
+            };
+            keys.push(S::key(&raw));
+        }
+        next += n;
+        writer.commit(&keys)?;
+        if let Some(r) = store.probe().resident_bytes {
+            max_resident = Some(max_resident.unwrap_or(0).max(r));
+        }
+    }
+    let elapsed = start.elapsed();
+    let written_per_row = match (written_before, workload::process_written_bytes()) {
+        (Some(a), Some(b)) => Some((b - a) as f64 / rows as f64),
+        _ => None,
+    };
+    let pool_bound_bytes = store.probe().pool_bound_bytes;
+    drop(writer);
+    let closing = Instant::now();
+    store.close()?;
+    let close = closing.elapsed();
+    Ok(BulkRun {
+        sets_per_s: workload::rate(rows, elapsed),
+        max_resident_bytes: max_resident,
+        pool_bound_bytes,
+        written_per_row,
+        close,
+        file_bytes: workload::dir_bytes(dir.path()),
+    })
+}

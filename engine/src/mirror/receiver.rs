@@ -157,6 +157,7 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
             .expect("spawn apply thread")
     };
     let limits = FrameLimits::MEMBER;
+    let mut progress = CatchUp::new(end.0);
     let result = (|| -> Result<Option<wire::Diverged>, String> {
         while !stop.load(Ordering::SeqCst) && !shared.stopping() {
             let msg = wire::recv(&mut s, limits).map_err(|e| e.to_string())?;
@@ -174,6 +175,13 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
                         .send((records, new_end))
                         .map_err(|_| "the apply thread stopped".to_string())?;
                     ack(&mut s, shared)?;
+                    let target = shared
+                        .view
+                        .lock()
+                        .upstream
+                        .as_ref()
+                        .map_or(0, |u| u.primary_end);
+                    progress.report(new_end.0, target);
                 }
                 Message::Heartbeat(h) => {
                     let changed = {
@@ -232,4 +240,51 @@ fn ack(s: &mut TcpStream, shared: &Shared) -> Result<(), String> {
         }),
     )
     .map_err(|e| e.to_string())
+}
+
+/// Logs catch-up progress while a follower is far behind (a new member
+/// streaming the whole journal, or one back from a long outage): every two
+/// seconds, how much is done, how fast, and how long it may take.
+struct CatchUp {
+    start: u64,
+    t0: std::time::Instant,
+    last: std::time::Instant,
+}
+
+impl CatchUp {
+    const FAR: u64 = 8 << 20;
+
+    fn new(start: u64) -> CatchUp {
+        let now = std::time::Instant::now();
+        CatchUp {
+            start,
+            t0: now,
+            last: now,
+        }
+    }
+
+    fn report(&mut self, at: u64, target: u64) {
+        if target <= at || target - at < Self::FAR || self.last.elapsed() < Duration::from_secs(2) {
+            return;
+        }
+        self.last = std::time::Instant::now();
+        let done = at.saturating_sub(self.start);
+        let rate = done as f64 / self.t0.elapsed().as_secs_f64().max(1e-3);
+        let left = (target - at) as f64;
+        tracing::info!(
+            received_mib = at >> 20,
+            primary_mib = target >> 20,
+            percent = format!("{:.1}", 100.0 * at as f64 / target as f64),
+            mib_per_s = format!("{:.1}", rate / (1 << 20) as f64),
+            eta_s = format!(
+                "{:.0}",
+                if rate > 0.0 {
+                    left / rate
+                } else {
+                    f64::INFINITY
+                }
+            ),
+            "catching up with the primary"
+        );
+    }
 }

@@ -542,7 +542,19 @@ impl Failover {
                 }
             }
             Role::Starting => self.decide_start(out),
-            _ => {}
+            Role::Backup { ref primary } => {
+                // The arbiter's word is as good as the primary's heartbeat:
+                // the primary marks its backup active there only after that
+                // backup acknowledged everything, and from then on every
+                // commit waits for it. (The heartbeat saying so may never
+                // come if the primary dies right after.)
+                if let Some(w) = &state {
+                    if w.epoch == self.epoch && w.primary == *primary {
+                        self.active = w.backup_active;
+                    }
+                }
+            }
+            Role::Stopped => {}
         }
     }
 

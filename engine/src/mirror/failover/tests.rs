@@ -645,3 +645,19 @@ fn a_switchover_hands_over_and_follows() {
     });
     assert_eq!(g.handle(Event::Switchover), vec![]);
 }
+
+#[test]
+fn a_backup_counts_itself_active_when_the_arbiter_says_so() {
+    let mut f = Failover::new(cfg("b", Some("a"), true), 3, (3, 100));
+    f.handle(arb(Some(w(3, "a", false))));
+    f.handle(peer(3, true, (3, 100)));
+    assert!(!f.is_active_backup());
+    // The primary marked us active at the arbiter, then died before its
+    // heartbeat could say so: we still take over.
+    f.handle(arb(Some(w(3, "a", true))));
+    assert!(f.is_active_backup());
+    assert!(matches!(
+        f.handle(Event::PeerLost).as_slice(),
+        [Command::Cas { .. }]
+    ));
+}

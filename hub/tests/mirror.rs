@@ -339,3 +339,40 @@ fn manual_failover_without_an_arbiter() {
 fn start_no_arbiter() -> (tempfile::TempDir, LocalCluster) {
     start(Plan::new(&["a", "b"], &["dr"], false, QOS_MS))
 }
+
+#[test]
+fn handshakes_from_strangers_are_refused_with_the_reason() {
+    use redoubt_engine::wire::{self, FrameLimits, Hello, Message, PeerRole, RefuseCode};
+    let (_dir, c) = start(Plan::new(&["a", "b"], &[], true, QOS_MS));
+    let ask = |mirror: &str, from: &str, role: PeerRole| {
+        let mut s = std::net::TcpStream::connect(c.addr("a")).unwrap();
+        wire::send(&mut s, &Message::Hello(Hello::new(mirror, from, role))).unwrap();
+        wire::recv(&mut s, FrameLimits::default()).unwrap()
+    };
+    match ask("M1", "mallory", PeerRole::Member) {
+        Message::Refuse(r) => {
+            assert_eq!(r.code, RefuseCode::UnknownMember);
+            assert!(r.reason.contains("mallory"), "{}", r.reason);
+        }
+        other => panic!("an unknown member was let in: {other:?}"),
+    }
+    match ask("M2", "app", PeerRole::Client) {
+        Message::Refuse(r) => {
+            assert_eq!(r.code, RefuseCode::WrongMirror);
+            assert!(r.reason.contains("M1"), "{}", r.reason);
+        }
+        other => panic!("a client of another mirror was let in: {other:?}"),
+    }
+    let mut hello = Hello::new("M1", "app", PeerRole::Client);
+    hello.protocol = 99;
+    let mut s = std::net::TcpStream::connect(c.addr("a")).unwrap();
+    wire::send(&mut s, &Message::Hello(hello)).unwrap();
+    match wire::recv(&mut s, FrameLimits::default()).unwrap() {
+        Message::Refuse(r) => assert_eq!(r.code, RefuseCode::VersionMismatch),
+        other => panic!("a future protocol was let in: {other:?}"),
+    }
+    assert!(matches!(
+        ask("M1", "app", PeerRole::Client),
+        Message::Welcome(_)
+    ));
+}

@@ -6,6 +6,7 @@
 //!
 //! See `benches/README.md` for what each figure means.
 
+mod hub;
 mod peers;
 mod redoubt;
 mod report;

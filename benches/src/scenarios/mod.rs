@@ -10,8 +10,10 @@ use anyhow::{Context, Result};
 use crate::report::Report;
 
 pub mod engine;
+pub mod failover;
+pub mod mirror;
 
-pub const ALL: &[Scenario] = &[engine::SCENARIO];
+pub const ALL: &[Scenario] = &[engine::SCENARIO, mirror::SCENARIO, failover::SCENARIO];
 
 pub struct Scenario {
     /// What the user types: `cargo run --release -p redoubt-benches -- NAME`.
@@ -44,12 +46,20 @@ pub struct Ctx {
 }
 
 impl Ctx {
-    /// A fresh empty folder, removed when dropped.
+    /// A fresh empty folder, removed when dropped (kept, and its path
+    /// printed, when `REDOUBT_BENCH_KEEP` is set: for reading the logs of
+    /// the processes the mirror and failover scenarios start).
     pub fn fresh_dir(&self, label: &str) -> Result<tempfile::TempDir> {
-        tempfile::Builder::new()
+        let keep = std::env::var_os("REDOUBT_BENCH_KEEP").is_some();
+        let dir = tempfile::Builder::new()
             .prefix(&format!("redoubt-bench-{label}-"))
+            .disable_cleanup(keep)
             .tempdir_in(&self.scratch)
-            .with_context(|| format!("make a scratch folder in {}", self.scratch.display()))
+            .with_context(|| format!("make a scratch folder in {}", self.scratch.display()))?;
+        if keep {
+            self.progress(format!("keeping {}", dir.path().display()));
+        }
+        Ok(dir)
     }
 
     /// `full` normally, `quick` with `--quick`.

@@ -2,6 +2,7 @@
 
 use std::sync::Arc;
 
+use super::keys::Keys;
 use super::node::{Cell, Node};
 use super::{corrupt, Result, Tree, MAX_DEPTH};
 
@@ -28,7 +29,7 @@ impl Cursor {
             let node = tree.pager.get(page)?;
             match &*node {
                 Node::Branch { keys, children } => {
-                    let ci = keys.partition_point(|k| k.as_slice() <= key);
+                    let ci = keys.count_le(key);
                     page = children[ci];
                     stack.push((node, ci));
                 }
@@ -36,7 +37,7 @@ impl Cursor {
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         };
-        let idx = leaf_keys(&leaf).partition_point(|k| k.as_slice() < key);
+        let idx = leaf_keys(&leaf).count_lt(key);
         let mut c = Cursor { stack, leaf, idx };
         c.settle(tree)?;
         Ok(c)
@@ -92,10 +93,11 @@ impl Cursor {
     }
 }
 
-fn leaf_keys(node: &Node) -> &[Vec<u8>] {
+fn leaf_keys(node: &Node) -> &Keys {
+    static NONE: Keys = Keys::new();
     match node {
         Node::Leaf { keys, .. } => keys,
-        _ => &[],
+        _ => &NONE,
     }
 }
 
@@ -112,12 +114,12 @@ pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Ce
         let node = tree.pager.get(page)?;
         match &*node {
             Node::Branch { keys, children } => {
-                let ci = keys.partition_point(|k| k.as_slice() < key);
+                let ci = keys.count_lt(key);
                 page = children[ci];
                 stack.push((node, ci));
             }
             Node::Leaf { keys, cells } => {
-                let idx = keys.partition_point(|k| k.as_slice() < key);
+                let idx = keys.count_lt(key);
                 if idx > 0 {
                     return Ok(Some((keys[idx - 1].clone(), cells[idx - 1].clone())));
                 }

@@ -1,11 +1,14 @@
 //! A B+tree of encoded keys in one database file.
 //!
-//! Keys are compared with memcmp (the model's encoding makes byte order the
-//! collation order). Values up to [`node::INLINE_MAX`] bytes live in the
-//! leaves; larger ones in chains of overflow pages. A leaf that empties is
-//! freed and unlinked from its parent; pages are not merged when they merely
-//! become underfull (a later insert fills them again). Freed pages go on a
-//! free list that allocation takes from first.
+//! Keys are compared as bytes (the model's encoding makes byte order the
+//! collation order), through each page's search index (`keys.rs`). Values
+//! up to [`node::INLINE_MAX`] bytes live in the leaves; larger ones in
+//! chains of overflow pages. A full page splits evenly, except at the right
+//! edge of the tree, where an ascending load leaves full pages behind (see
+//! `split`). A leaf that empties is freed and unlinked from its parent;
+//! pages are not merged when they merely become underfull (a later insert
+//! fills them again). Freed pages go on a free list that allocation takes
+//! from first.
 //!
 //! Concurrency: the caller serialises writers (`&mut Tree`) against readers
 //! (`&Tree`, many at once), e.g. with an `RwLock`.
@@ -16,9 +19,11 @@ pub mod pager;
 
 mod check;
 mod cursor;
+mod keys;
 
 use std::sync::Arc;
 
+use keys::Keys;
 use node::{Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
 use pager::{DirtyPage, LoadError, Pager};
 
@@ -48,9 +53,31 @@ fn corrupt(page: u64, reason: impl Into<String>) -> TreeError {
     }
 }
 
+/// One branch on the way down to a leaf.
+struct Step {
+    page: u64,
+    /// Index of the child taken.
+    child: usize,
+    /// The child taken is the branch's last one.
+    last: bool,
+}
+
+/// Where a key belongs and what it holds, from [`Tree::find`]; valid for
+/// the write that follows only while the tree is unchanged (`version`).
+pub struct Found {
+    path: Vec<Step>,
+    leaf: u64,
+    version: u64,
+    /// The key's current value, if it has one.
+    pub before: Option<Vec<u8>>,
+}
+
 pub struct Tree {
     pager: Pager,
     meta: Meta,
+    /// Bumped by every change of the structure or of a leaf, so a
+    /// [`Found`] taken before a change is never used after it.
+    version: u64,
 }
 
 impl Tree {
@@ -61,6 +88,7 @@ impl Tree {
         pager.put_new(1, Node::empty_leaf(), 0);
         Tree {
             pager,
+            version: 0,
             meta: Meta {
                 file_id,
                 name: name.to_string(),
@@ -77,6 +105,7 @@ impl Tree {
         Tree {
             pager: Pager::new(file, cache_pages),
             meta,
+            version: 0,
         }
     }
 
@@ -90,15 +119,41 @@ impl Tree {
 
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        // Fast path: every page on the way is resident; one shared lock of
+        // the pool for the whole descent.
+        let found = {
+            let view = self.pager.view();
+            let mut page = self.meta.root;
+            let mut found = None;
+            for _ in 0..MAX_DEPTH {
+                match view.get(page) {
+                    Some(Node::Branch { keys, children }) => {
+                        page = children[keys.count_le(key)];
+                    }
+                    Some(Node::Leaf { keys, cells }) => {
+                        found = Some(keys.search(key).ok().map(|i| cells[i].clone()));
+                        break;
+                    }
+                    _ => break, // not resident, or not a tree page: slow path
+                }
+            }
+            found
+        };
+        match found {
+            Some(None) => return Ok(None),
+            Some(Some(Cell::Inline(v))) => return Ok(Some(v)),
+            Some(Some(cell)) => return self.value(&cell).map(Some),
+            None => {}
+        }
         let mut page = self.meta.root;
         for _ in 0..MAX_DEPTH {
             let node = self.pager.get(page)?;
             match &*node {
                 Node::Branch { keys, children } => {
-                    page = children[keys.partition_point(|k| k.as_slice() <= key)];
+                    page = children[keys.count_le(key)];
                 }
                 Node::Leaf { keys, cells } => {
-                    return match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
+                    return match keys.search(key) {
                         Ok(i) => Ok(Some(self.value(&cells[i])?)),
                         Err(_) => Ok(None),
                     };
@@ -157,46 +212,101 @@ impl Tree {
         }
     }
 
+    /// Finds where `key` belongs and its current value, for a write that
+    /// follows with [`Tree::put_found`] or [`Tree::delete_found`] (one
+    /// descent for the read and the write).
+    pub fn find(&self, key: &[u8]) -> Result<Found> {
+        let (path, leaf) = self.path_to_leaf(key)?;
+        let node = self.pager.get(leaf)?;
+        let Node::Leaf { keys, cells } = &*node else {
+            return Err(corrupt(leaf, "expected a leaf page"));
+        };
+        let before = match keys.search(key) {
+            Ok(i) => Some(self.value(&cells[i])?),
+            Err(_) => None,
+        };
+        Ok(Found {
+            path,
+            leaf,
+            version: self.version,
+            before,
+        })
+    }
+
     /// Sets `key` to `value`; pages changed are stamped with `lsn`.
     pub fn put(&mut self, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
+        let (path, leaf) = self.path_to_leaf(key)?;
+        self.put_at(path, leaf, key, value, lsn)
+    }
+
+    /// [`Tree::put`] where `found` (from [`Tree::find`] for the same key)
+    /// says the leaf is; descends again if the tree changed since.
+    pub fn put_found(&mut self, found: Found, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
+        if found.version != self.version {
+            return self.put(key, value, lsn);
+        }
+        self.put_at(found.path, found.leaf, key, value, lsn)
+    }
+
+    fn put_at(
+        &mut self,
+        mut path: Vec<Step>,
+        leaf: u64,
+        key: &[u8],
+        value: &[u8],
+        lsn: u64,
+    ) -> Result<()> {
+        self.version += 1;
         let cell = if value.len() > INLINE_MAX {
             self.write_overflow(value, lsn)?
         } else {
             Cell::Inline(value.to_vec())
         };
-        let (mut path, leaf) = self.path_to_leaf(key)?;
-        let old = self.pager.modify(leaf, lsn, |n| {
+        let (old, appended, fits) = self.pager.modify(leaf, lsn, |n| {
             let Node::Leaf { keys, cells } = n else {
-                return None;
+                return (None, false, true);
             };
-            match keys.binary_search_by(|k| k.as_slice().cmp(key)) {
-                Ok(i) => Some(std::mem::replace(&mut cells[i], cell)),
+            let (old, appended) = match keys.search(key) {
+                Ok(i) => (Some(std::mem::replace(&mut cells[i], cell)), false),
                 Err(i) => {
                     keys.insert(i, key.to_vec());
                     cells.insert(i, cell);
-                    None
+                    (None, i + 1 == keys.len())
                 }
-            }
+            };
+            (old, appended, n.fits())
         })?;
         if let Some(Cell::Overflow { first, .. }) = old {
             self.free_chain(first, lsn)?;
         }
-        // Split upwards while a page does not fit.
+        if fits {
+            return Ok(());
+        }
+        // Split upwards while a page does not fit. `appended`: the entry
+        // that overfilled `page` was added at its right end.
         let mut page = leaf;
+        let mut appended = appended;
         loop {
-            if self.pager.get(page)?.fits() {
+            if page != leaf && self.pager.get(page)?.fits() {
                 return Ok(());
             }
+            let edge = appended && path.iter().all(|step| step.last);
             let right_page = self.alloc(lsn)?;
-            let (sep, right) = self.pager.modify(page, lsn, split)?;
+            let (sep, right) = self.pager.modify(page, lsn, |n| split(n, edge))?;
             self.pager.put_new(right_page, right, lsn);
             match path.pop() {
-                Some((parent, ci)) => {
-                    self.pager.modify(parent, lsn, |n| {
-                        if let Node::Branch { keys, children } = n {
-                            keys.insert(ci, sep);
-                            children.insert(ci + 1, right_page);
-                        }
+                Some(Step {
+                    page: parent,
+                    child: ci,
+                    ..
+                }) => {
+                    appended = self.pager.modify(parent, lsn, |n| {
+                        let Node::Branch { keys, children } = n else {
+                            return false;
+                        };
+                        keys.insert(ci, sep);
+                        children.insert(ci + 1, right_page);
+                        ci + 1 == keys.len()
                     })?;
                     page = parent;
                 }
@@ -205,7 +315,7 @@ impl Tree {
                     self.pager.put_new(
                         root,
                         Node::Branch {
-                            keys: vec![sep],
+                            keys: Keys::from(vec![sep]),
                             children: vec![page, right_page],
                         },
                         lsn,
@@ -219,12 +329,26 @@ impl Tree {
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8], lsn: u64) -> Result<bool> {
-        let (mut path, leaf) = self.path_to_leaf(key)?;
+        let (path, leaf) = self.path_to_leaf(key)?;
+        self.delete_at(path, leaf, key, lsn)
+    }
+
+    /// [`Tree::delete`] where `found` (from [`Tree::find`] for the same
+    /// key) says the leaf is; descends again if the tree changed since.
+    pub fn delete_found(&mut self, found: Found, key: &[u8], lsn: u64) -> Result<bool> {
+        if found.version != self.version {
+            return self.delete(key, lsn);
+        }
+        self.delete_at(found.path, found.leaf, key, lsn)
+    }
+
+    fn delete_at(&mut self, mut path: Vec<Step>, leaf: u64, key: &[u8], lsn: u64) -> Result<bool> {
+        self.version += 1;
         let removed = self.pager.modify(leaf, lsn, |n| {
             let Node::Leaf { keys, cells } = n else {
                 return None;
             };
-            let i = keys.binary_search_by(|k| k.as_slice().cmp(key)).ok()?;
+            let i = keys.search(key).ok()?;
             keys.remove(i);
             Some(cells.remove(i))
         })?;
@@ -246,7 +370,11 @@ impl Tree {
                 break;
             }
             match path.pop() {
-                Some((parent, ci)) => {
+                Some(Step {
+                    page: parent,
+                    child: ci,
+                    ..
+                }) => {
                     self.free_page(page, lsn);
                     self.pager.modify(parent, lsn, |n| {
                         if let Node::Branch { keys, children } = n {
@@ -290,9 +418,9 @@ impl Tree {
         check::check(self)
     }
 
-    /// Branch pages from the root to the leaf where `key` belongs: each as
-    /// (page, index of the child taken), then the leaf page.
-    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<(u64, usize)>, u64)> {
+    /// Branch pages from the root to the leaf where `key` belongs, then the
+    /// leaf page.
+    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64)> {
         let mut path = Vec::new();
         let mut page = self.meta.root;
         loop {
@@ -305,8 +433,12 @@ impl Tree {
             let node = self.pager.get(page)?;
             match &*node {
                 Node::Branch { keys, children } => {
-                    let ci = keys.partition_point(|k| k.as_slice() <= key);
-                    path.push((page, ci));
+                    let ci = keys.count_le(key);
+                    path.push(Step {
+                        page,
+                        child: ci,
+                        last: ci + 1 == children.len(),
+                    });
                     page = children[ci];
                 }
                 Node::Leaf { .. } => return Ok((path, page)),
@@ -376,23 +508,34 @@ impl Tree {
     }
 }
 
-/// Splits an overfull leaf or branch where the larger half is smallest;
-/// returns the separator and the right half.
-fn split(node: &mut Node) -> (Vec<u8>, Node) {
+/// Splits an overfull leaf or branch; returns the separator and the right
+/// half.
+///
+/// Normally where the larger half is smallest. With `edge` (the entry that
+/// overfilled the node was added at its right end, and the node is the
+/// rightmost of its level: an ascending load), the left half keeps all it
+/// held before, so appends leave full pages behind instead of half-full
+/// ones. The left half then is the node as it was before the insert, which
+/// fit; the right one holds one entry (two keys of a branch), which fits.
+fn split(node: &mut Node, edge: bool) -> (Vec<u8>, Node) {
     match node {
         Node::Leaf { keys, cells } => {
-            let sizes: Vec<usize> = keys
-                .iter()
-                .zip(cells.iter())
-                .map(|(k, c)| {
-                    2 + k.len()
-                        + match c {
-                            Cell::Inline(v) => 5 + v.len(),
-                            Cell::Overflow { .. } => 17,
-                        }
-                })
-                .collect();
-            let at = balanced_split(&sizes);
+            let at = if edge && keys.len() >= 2 {
+                keys.len() - 1
+            } else {
+                let sizes: Vec<usize> = keys
+                    .iter()
+                    .zip(cells.iter())
+                    .map(|(k, c)| {
+                        2 + k.len()
+                            + match c {
+                                Cell::Inline(v) => 5 + v.len(),
+                                Cell::Overflow { .. } => 17,
+                            }
+                    })
+                    .collect();
+                balanced_split(&sizes)
+            };
             let rkeys = keys.split_off(at);
             let rcells = cells.split_off(at);
             (
@@ -404,8 +547,13 @@ fn split(node: &mut Node) -> (Vec<u8>, Node) {
             )
         }
         Node::Branch { keys, children } => {
-            let sizes: Vec<usize> = keys.iter().map(|k| 10 + k.len()).collect();
-            let at = balanced_split(&sizes).min(keys.len() - 1);
+            // The right half needs at least one key: at <= len - 2.
+            let at = if edge && keys.len() >= 3 {
+                keys.len() - 2
+            } else {
+                let sizes: Vec<usize> = keys.iter().map(|k| 10 + k.len()).collect();
+                balanced_split(&sizes).min(keys.len() - 1)
+            };
             let mut rkeys = keys.split_off(at);
             let sep = rkeys.remove(0);
             let rchildren = children.split_off(at + 1);

@@ -16,6 +16,7 @@
 //! meta    see `Meta`
 //! ```
 
+use super::keys::Keys;
 use super::page::{self, PageError, BODY_SIZE, HEADER_SIZE};
 use crate::wij::PAGE_SIZE;
 
@@ -70,27 +71,37 @@ const META_VERSION: u32 = 1;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Leaf {
-        keys: Vec<Vec<u8>>,
-        cells: Vec<Cell>,
-    },
-    Branch {
-        keys: Vec<Vec<u8>>,
-        children: Vec<u64>,
-    },
-    Overflow {
-        data: Vec<u8>,
-        next: u64,
-    },
-    Free {
-        next: u64,
-    },
+    Leaf { keys: Keys, cells: Vec<Cell> },
+    Branch { keys: Keys, children: Vec<u64> },
+    Overflow { data: Vec<u8>, next: u64 },
+    Free { next: u64 },
+}
+
+/// `a.cmp(b)` for encoded keys, eight bytes at a time without a call into
+/// `memcmp` (keys are short and searches compare many of them).
+#[inline]
+pub fn cmp_key(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
+    let n = a.len().min(b.len());
+    let (mut a8, mut b8) = (a[..n].chunks_exact(8), b[..n].chunks_exact(8));
+    for (x, y) in (&mut a8).zip(&mut b8) {
+        let x = u64::from_be_bytes(x.try_into().expect("8 bytes"));
+        let y = u64::from_be_bytes(y.try_into().expect("8 bytes"));
+        if x != y {
+            return x.cmp(&y);
+        }
+    }
+    for (x, y) in a8.remainder().iter().zip(b8.remainder()) {
+        if x != y {
+            return x.cmp(y);
+        }
+    }
+    a.len().cmp(&b.len())
 }
 
 impl Node {
     pub fn empty_leaf() -> Node {
         Node::Leaf {
-            keys: Vec::new(),
+            keys: Keys::new(),
             cells: Vec::new(),
         }
     }
@@ -197,7 +208,10 @@ impl Node {
                 if keys.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(r.bad("keys out of order".into()));
                 }
-                Node::Leaf { keys, cells }
+                Node::Leaf {
+                    keys: keys.into(),
+                    cells,
+                }
             }
             page::KIND_BRANCH => {
                 let mut r = Reader::new(body, "branch");
@@ -212,7 +226,10 @@ impl Node {
                 if keys.windows(2).any(|w| w[0] >= w[1]) {
                     return Err(r.bad("keys out of order".into()));
                 }
-                Node::Branch { keys, children }
+                Node::Branch {
+                    keys: keys.into(),
+                    children,
+                }
             }
             page::KIND_OVERFLOW => {
                 let used = u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")) as usize;
@@ -361,7 +378,7 @@ mod tests {
     fn nodes_round_trip_through_pages() {
         let nodes = [
             Node::Leaf {
-                keys: vec![b"a".to_vec(), b"b".to_vec()],
+                keys: vec![b"a".to_vec(), b"b".to_vec()].into(),
                 cells: vec![
                     Cell::Inline(b"x".to_vec()),
                     Cell::Overflow {
@@ -371,7 +388,7 @@ mod tests {
                 ],
             },
             Node::Branch {
-                keys: vec![b"m".to_vec()],
+                keys: vec![b"m".to_vec()].into(),
                 children: vec![3, 4],
             },
             Node::Overflow {
@@ -398,10 +415,29 @@ mod tests {
     }
 
     #[test]
+    fn cmp_key_is_byte_order() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut bytes = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let len = (x % 24) as usize;
+            (0..len)
+                .map(|i| [0u8, 1, 0x7f, 0x80, 0xff][(x >> i) as usize % 5])
+                .collect::<Vec<u8>>()
+        };
+        for _ in 0..20_000 {
+            let (a, b) = (bytes(), bytes());
+            assert_eq!(super::cmp_key(&a, &b), a.cmp(&b), "{a:?} vs {b:?}");
+            assert_eq!(super::cmp_key(&a, &a), std::cmp::Ordering::Equal);
+        }
+    }
+
+    #[test]
     fn two_maximal_cells_fit_a_leaf() {
         let key = vec![1u8; crate::model::MAX_ENCODED_KEY];
         let leaf = Node::Leaf {
-            keys: vec![key.clone(), key],
+            keys: vec![key.clone(), key].into(),
             cells: vec![
                 Cell::Inline(vec![0; INLINE_MAX]),
                 Cell::Inline(vec![0; INLINE_MAX]),
@@ -413,7 +449,7 @@ mod tests {
     #[test]
     fn a_malformed_page_is_an_error_not_a_panic() {
         let mut page = Node::Leaf {
-            keys: vec![b"a".to_vec()],
+            keys: vec![b"a".to_vec()].into(),
             cells: vec![Cell::Inline(b"v".to_vec())],
         }
         .encode(1, 0);

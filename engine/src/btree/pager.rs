@@ -2,20 +2,25 @@
 //! replacement policy, with a bound on the number of pages it holds.
 //!
 //! Invariants:
-//! - a dirty page (changed since it was last handed to the write daemon) is
-//!   never evicted; the engine starts a flush cycle when too many pages are
-//!   dirty, so the pool overshoots its bound by at most a few pages;
-//! - pages handed to the write daemon stay reachable in `in_flight` until
-//!   their images are durable in the database file, so a page evicted in
-//!   between is never re-read stale from disk;
+//! - a *pinned* page is never evicted: a dirty page (changed since it was
+//!   last handed to the write daemon), or an in-flight one (handed to it,
+//!   not yet durable in the file); so an in-flight page is always resident
+//!   and never re-read stale from disk;
 //! - a writer changes a page through `Arc::make_mut`: when the daemon still
 //!   holds the same page, the writer gets a private copy (copy on write), so
-//!   a flush always writes the snapshot it took.
+//!   a flush always writes the snapshot it took. Such copies are counted in
+//!   `copies` until the cycle ends: memory in use is `slots + copies`
+//!   pages ([`Pager::resident`]), and the pool makes room for them;
+//! - the engine keeps [`Pager::pinned`] (`dirty + in flight + copies`)
+//!   under a fraction of the bound by flushing (see `db/flush.rs`), so the
+//!   pool overshoots its bound only if that fraction is set near 1.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use parking_lot::Mutex;
+use parking_lot::{RwLock, RwLockReadGuard};
 
 use super::node::Node;
 use super::page::PageError;
@@ -47,39 +52,69 @@ pub struct DirtyPage {
     pub lsn: u64,
 }
 
+/// Hashes a page number with one multiplication (as rustc's FxHash): page
+/// numbers are not chosen by an adversary, and SipHash was a visible part
+/// of every page visit.
+#[derive(Default)]
+struct PageHasher(u64);
+
+impl Hasher for PageHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x517c_c1b7_2722_0a95);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type PageMap<V> = HashMap<u64, V, BuildHasherDefault<PageHasher>>;
+
 struct Slot {
     page: u64,
     node: Arc<Node>,
     lsn: u64,
-    referenced: bool,
+    /// Set by every visit (under the read lock), cleared by the CLOCK hand.
+    referenced: AtomicBool,
     dirty: bool,
 }
 
 struct Cache {
     capacity: usize,
-    index: HashMap<u64, usize>,
+    index: PageMap<usize>,
     slots: Vec<Slot>,
     hand: usize,
     dirty: usize,
-    in_flight: HashMap<u64, DirtyPage>,
+    in_flight: PageMap<DirtyPage>,
+    /// Pages copied on write while their first image was in flight.
+    copies: usize,
 }
 
+/// Readers of resident pages share the lock; loading, changing and
+/// evicting take it exclusively.
 pub struct Pager {
     file: Arc<dyn VfsFile>,
-    cache: Mutex<Cache>,
+    cache: RwLock<Cache>,
 }
 
 impl Pager {
     pub fn new(file: Arc<dyn VfsFile>, capacity: usize) -> Pager {
         Pager {
             file,
-            cache: Mutex::new(Cache {
+            cache: RwLock::new(Cache {
                 capacity: capacity.max(16),
-                index: HashMap::new(),
+                index: PageMap::default(),
                 slots: Vec::new(),
                 hand: 0,
                 dirty: 0,
-                in_flight: HashMap::new(),
+                in_flight: PageMap::default(),
+                copies: 0,
             }),
         }
     }
@@ -91,19 +126,35 @@ impl Pager {
     /// The page, from the pool or from the file.
     pub fn get(&self, page: u64) -> Result<Arc<Node>, LoadError> {
         {
-            let mut c = self.cache.lock();
+            let c = self.cache.read();
+            if let Some(&i) = c.index.get(&page) {
+                let s = &c.slots[i];
+                s.referenced.store(true, Ordering::Relaxed);
+                return Ok(s.node.clone());
+            }
+        }
+        {
+            let mut c = self.cache.write();
             if let Some(n) = c.lookup(page) {
-                return Ok(n);
+                return Ok(n); // in flight, or loaded meanwhile
             }
         }
         let (node, lsn) = self.read(page)?;
         let node = Arc::new(node);
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         if let Some(n) = c.lookup(page) {
             return Ok(n); // another reader loaded it meanwhile
         }
         c.insert(page, node.clone(), lsn, false);
         Ok(node)
+    }
+
+    /// A shared view of the resident pages, for a descent that visits
+    /// several without locking and counting references for each. Hold it
+    /// briefly: changes and loads wait for it. Never call the pager's other
+    /// methods while holding it.
+    pub fn view(&self) -> View<'_> {
+        View(self.cache.read())
     }
 
     /// Changes a page in place, stamping it with `lsn` and marking it dirty.
@@ -114,17 +165,18 @@ impl Pager {
         f: impl FnOnce(&mut Node) -> R,
     ) -> Result<R, LoadError> {
         self.get(page)?;
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         if c.lookup(page).is_none() {
             // Evicted between the two locks: load it again under this lock.
             drop(c);
             let (node, old_lsn) = self.read(page)?;
-            c = self.cache.lock();
+            c = self.cache.write();
             if c.lookup(page).is_none() {
                 c.insert(page, Arc::new(node), old_lsn, false);
             }
         }
         let i = c.index[&page];
+        c.count_copy(i);
         let was_dirty = c.slots[i].dirty;
         let slot = &mut c.slots[i];
         let r = f(Arc::make_mut(&mut slot.node));
@@ -133,13 +185,15 @@ impl Pager {
         if !was_dirty {
             c.dirty += 1;
         }
+        c.trim();
         Ok(r)
     }
 
     /// Puts a freshly allocated page into the pool, dirty.
     pub fn put_new(&self, page: u64, node: Node, lsn: u64) {
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         if let Some(&i) = c.index.get(&page) {
+            c.count_copy(i);
             let was_dirty = c.slots[i].dirty;
             let slot = &mut c.slots[i];
             slot.node = Arc::new(node);
@@ -148,27 +202,38 @@ impl Pager {
             if !was_dirty {
                 c.dirty += 1;
             }
+            c.trim();
         } else {
             c.insert(page, Arc::new(node), lsn, true);
         }
     }
 
     pub fn dirty_count(&self) -> usize {
-        self.cache.lock().dirty
+        self.cache.read().dirty
     }
 
+    /// Pages in memory: the pool's slots plus copies made on write while
+    /// a cycle holds the original.
     pub fn resident(&self) -> usize {
-        self.cache.lock().slots.len()
+        let c = self.cache.read();
+        c.slots.len() + c.copies
+    }
+
+    /// Pages that cannot be evicted until a flush cycle ends: dirty, in
+    /// flight, and copies of in-flight pages.
+    pub fn pinned(&self) -> usize {
+        let c = self.cache.read();
+        c.dirty + c.in_flight.len() + c.copies
     }
 
     pub fn capacity(&self) -> usize {
-        self.cache.lock().capacity
+        self.cache.read().capacity
     }
 
     /// Hands every dirty page to the write daemon: they become clean in the
     /// pool and stay in `in_flight` until [`Pager::flushed`].
     pub fn take_dirty(&self) -> Vec<DirtyPage> {
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         let mut out = Vec::with_capacity(c.dirty);
         for s in c.slots.iter_mut().filter(|s| s.dirty) {
             s.dirty = false;
@@ -187,8 +252,9 @@ impl Pager {
 
     /// The images taken by the last `take_dirty` are durable in the file.
     pub fn flushed(&self) {
-        let mut c = self.cache.lock();
+        let mut c = self.cache.write();
         c.in_flight.clear();
+        c.copies = 0;
         c.trim();
     }
 
@@ -201,13 +267,38 @@ impl Pager {
     }
 }
 
+/// See [`Pager::view`].
+pub struct View<'a>(RwLockReadGuard<'a, Cache>);
+
+impl View<'_> {
+    /// The page if it is resident (in flight pages are resident too).
+    pub fn get(&self, page: u64) -> Option<&Node> {
+        let &i = self.0.index.get(&page)?;
+        let s = &self.0.slots[i];
+        s.referenced.store(true, Ordering::Relaxed);
+        Some(&s.node)
+    }
+}
+
 impl Cache {
-    /// Evicts clean pages until the pool is back within its bound.
+    /// Evicts unpinned pages until the pool is back within its bound.
     fn trim(&mut self) {
-        let mut i = 0;
-        while self.slots.len() > self.capacity && i < self.slots.len() {
-            if self.slots[i].dirty {
-                i += 1;
+        while self.slots.len() + self.copies > self.capacity && self.evict_one() {}
+    }
+
+    /// CLOCK: two sweeps at most; the first unpinned slot not referenced
+    /// since the hand last passed is removed. False if every slot is pinned.
+    fn evict_one(&mut self) -> bool {
+        let n = self.slots.len();
+        for _ in 0..2 * n {
+            let i = self.hand % self.slots.len();
+            self.hand = i + 1;
+            if self.pinned(i) {
+                continue;
+            }
+            let s = &mut self.slots[i];
+            if *s.referenced.get_mut() {
+                *s.referenced.get_mut() = false;
                 continue;
             }
             let gone = self.slots.swap_remove(i);
@@ -215,16 +306,34 @@ impl Cache {
             if i < self.slots.len() {
                 self.index.insert(self.slots[i].page, i);
             }
+            // The slot moved into `i` has not been looked at this sweep.
+            self.hand = i;
+            return true;
         }
-        if self.hand >= self.slots.len() {
-            self.hand = 0;
+        false
+    }
+
+    /// Slot `i` may not be evicted: dirty or in flight.
+    fn pinned(&self, i: usize) -> bool {
+        let s = &self.slots[i];
+        s.dirty || self.in_flight.contains_key(&s.page)
+    }
+
+    /// Slot `i` is about to be changed or replaced: if it still shares its
+    /// node with the in-flight image, the change makes a second copy.
+    fn count_copy(&mut self, i: usize) {
+        let s = &self.slots[i];
+        if let Some(d) = self.in_flight.get(&s.page) {
+            if Arc::ptr_eq(&d.node, &s.node) {
+                self.copies += 1;
+            }
         }
     }
 
     fn lookup(&mut self, page: u64) -> Option<Arc<Node>> {
         if let Some(&i) = self.index.get(&page) {
             let s = &mut self.slots[i];
-            s.referenced = true;
+            *s.referenced.get_mut() = true;
             return Some(s.node.clone());
         }
         let d = self.in_flight.get(&page)?.clone();
@@ -237,36 +346,15 @@ impl Cache {
             page,
             node,
             lsn,
-            referenced: true,
+            referenced: AtomicBool::new(true),
             dirty,
         };
         if dirty {
             self.dirty += 1;
         }
-        if self.slots.len() < self.capacity {
-            self.index.insert(page, self.slots.len());
-            self.slots.push(slot);
-            return;
-        }
-        // CLOCK: two sweeps at most; clean, unreferenced slots are victims.
-        let n = self.slots.len();
-        for _ in 0..2 * n {
-            let i = self.hand;
-            self.hand = (self.hand + 1) % n;
-            let s = &mut self.slots[i];
-            if s.dirty {
-                continue;
-            }
-            if s.referenced {
-                s.referenced = false;
-                continue;
-            }
-            self.index.remove(&s.page);
-            self.index.insert(page, i);
-            self.slots[i] = slot;
-            return;
-        }
-        // Everything is dirty: overshoot until the next flush cycle.
+        // Make room; if everything is pinned, overshoot until the next
+        // flush cycle.
+        while self.slots.len() + self.copies >= self.capacity && self.evict_one() {}
         self.index.insert(page, self.slots.len());
         self.slots.push(slot);
     }

@@ -69,6 +69,8 @@ enum Op {
     Put(u32, usize),
     Delete(u32),
     DeleteRange(u32, u32),
+    /// Puts keys `a..b` in ascending order (right-edge splits).
+    PutRange(u32, u32, usize),
     Flush,
     Reopen,
 }
@@ -79,6 +81,7 @@ fn op() -> impl Strategy<Value = Op> {
             .prop_map(|(k, n)| Op::Put(k, n)),
         3 => (0u32..400).prop_map(Op::Delete),
         1 => (0u32..400, 0u32..60).prop_map(|(a, n)| Op::DeleteRange(a, a + n)),
+        1 => (0u32..400, 0u32..150, 0usize..300).prop_map(|(a, n, v)| Op::PutRange(a, a + n, v)),
         1 => Just(Op::Flush),
         1 => Just(Op::Reopen),
     ]
@@ -105,6 +108,13 @@ proptest! {
                     for k in a..b {
                         tree.delete(&key(k), lsn).unwrap();
                         model.remove(&key(k));
+                    }
+                }
+                Op::PutRange(a, b, n) => {
+                    for k in a..b {
+                        let v = vec![k as u8; n];
+                        tree.put(&key(k), &v, lsn).unwrap();
+                        model.insert(key(k), v);
                     }
                 }
                 Op::Flush => flush(&mut tree),
@@ -134,6 +144,29 @@ fn last_before_and_seek_agree_with_the_model() {
         assert_eq!(tree.seek(&k).unwrap().key().map(<[u8]>::to_vec), want);
     }
     assert_eq!(tree.last_before(b"").unwrap(), None);
+}
+
+#[test]
+fn an_ascending_load_fills_its_pages() {
+    let mut tree = Tree::create(file(), 64, 1, "T");
+    let mut model = BTreeMap::new();
+    let mut bytes = 0;
+    for i in 0..20_000u32 {
+        let k = format!("k{i:08}").into_bytes();
+        bytes += 2 + k.len() + 5 + 100;
+        tree.put(&k, &[i as u8; 100], 1).unwrap();
+        model.insert(k, vec![i as u8; 100]);
+    }
+    let check = tree.check().unwrap();
+    let fill = bytes as f64 / (check.leaves as f64 * page::BODY_SIZE as f64);
+    assert!(fill > 0.95, "leaves are {:.0}% full", fill * 100.0);
+    // Inserts in the middle afterwards still split evenly and stay correct.
+    for i in (0..20_000u32).step_by(7) {
+        let k = format!("k{i:08}a").into_bytes();
+        tree.put(&k, b"mid", 2).unwrap();
+        model.insert(k, b"mid".to_vec());
+    }
+    compare(&tree, &model);
 }
 
 #[test]

@@ -46,11 +46,12 @@ impl Inner {
         let mut per_file: Vec<(Arc<Database>, std::ops::Range<usize>)> = Vec::new();
         let mut max_redo = Lsn::ZERO;
         for db in &dbs {
-            let (pages, meta) = {
-                let mut tree = db.tree.write();
-                let (redo, undo) = bounds.unwrap_or_else(|| self.flush_bounds());
-                tree.take_flush(redo.0, undo.0)
-            };
+            // Bounds first, then the tree's lock: the applier takes them in
+            // the other order. Read before the snapshot, the bounds can only
+            // be lower than exact, which replays a little more (replay is
+            // idempotent) and never less.
+            let (redo, undo) = bounds.unwrap_or_else(|| self.flush_bounds());
+            let (pages, meta) = db.tree.write().take_flush(redo.0, undo.0);
             if pages.is_empty() {
                 continue; // unchanged since its last cycle
             }
@@ -104,7 +105,7 @@ impl Inner {
         tracing::debug!(pages = images.len(), redo = %max_redo, "flush cycle done");
         // Only a primary writes its own records: a follower's journal must
         // stay byte for byte the primary's.
-        if let super::Access::Primary { .. } = self.gate.access() {
+        if let Some(_permit) = self.gate.primary_permit() {
             let open: Vec<_> = self
                 .open_txns
                 .lock()
@@ -138,19 +139,56 @@ impl Inner {
         (redo, undo)
     }
 
-    /// Starts a flush cycle if a database holds too many dirty pages; called
-    /// by writers before they take a database's lock.
+    /// Keeps a database's pinned pages (dirty, in flight, copies; see
+    /// [`crate::btree::pager`]) within its pool; called by writers before
+    /// they take a database's lock. With `limit` = `cache_pages *
+    /// dirty_fraction`:
+    ///
+    /// | state                        | what the writer does                  |
+    /// |------------------------------|---------------------------------------|
+    /// | dirty <= limit / 2           | nothing                               |
+    /// | dirty > limit / 2 (soft)     | wakes the write daemon, goes on       |
+    /// | pinned > limit (hard)        | waits for a running cycle; if still   |
+    /// |                              | over, runs a cycle itself             |
+    ///
+    /// So the daemon flushes in the background while the writer fills the
+    /// other half of the budget, and the pool's bound holds whatever the
+    /// daemon's speed. Without a daemon (`flush_interval: None`) only the
+    /// hard limit acts.
     pub(crate) fn throttle(&self, db: &Database) -> Result<()> {
         self.throttle_at(db, None)
     }
 
-    /// `throttle` with explicit cycle bounds (see `checkpoint_at`).
+    /// `throttle` with explicit cycle bounds (see `checkpoint_at`); these
+    /// callers (recovery, a follower's applier) never hand work to the
+    /// daemon, whose cycles use the current bounds.
     pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
-        let limit = (self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize;
-        if db.tree.read().pager().dirty_count() > limit.max(8) {
-            self.checkpoint_at(bounds)?;
+        let limit = ((self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize).max(8);
+        let (dirty, pinned) = {
+            let tree = db.tree.read();
+            (tree.pager().dirty_count(), tree.pager().pinned())
+        };
+        if bounds.is_none() && dirty > limit / 2 && self.opts.flush_interval.is_some() {
+            self.kick_daemon();
+        }
+        if pinned > limit {
+            // The daemon's cycle, if one runs, may bring us back under.
+            drop(self.cycle.lock());
+            if db.tree.read().pager().pinned() > limit {
+                self.checkpoint_at(bounds)?;
+            }
         }
         Ok(())
+    }
+
+    /// Asks the write daemon for a cycle now.
+    fn kick_daemon(&self) {
+        let (m, cv) = &self.daemon_wake;
+        let mut w = m.lock();
+        if !w.kick {
+            w.kick = true;
+            cv.notify_all();
+        }
     }
 }
 
@@ -182,14 +220,15 @@ pub(super) fn daemon(inner: Weak<Inner>, every: Duration) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
         {
-            let (stop, cv) = &inner.daemon_wake;
-            let mut stop = stop.lock();
-            if !*stop {
-                cv.wait_for(&mut stop, every);
+            let (m, cv) = &inner.daemon_wake;
+            let mut w = m.lock();
+            if !w.stop && !w.kick {
+                cv.wait_for(&mut w, every);
             }
-            if *stop {
+            if w.stop {
                 return;
             }
+            w.kick = false;
         }
         if inner.poison.lock().is_some() {
             return;

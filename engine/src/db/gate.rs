@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use parking_lot::{Condvar, Mutex};
+use parking_lot::{Condvar, Mutex, RwLock, RwLockReadGuard};
 
 use crate::error::{EngineError, Result};
 use crate::Lsn;
@@ -30,6 +30,9 @@ struct State {
     access: Access,
     /// Commits wait for the backup's acknowledgement.
     sync: bool,
+    /// Bumped at every change of `sync`, so a stale stream cannot turn off
+    /// what a newer one (or the failover logic) turned on.
+    sync_gen: u64,
     /// Everything before this position is durable on the backup.
     acked: Lsn,
     paused: Option<String>,
@@ -39,6 +42,15 @@ pub(crate) struct Gate {
     state: Mutex<State>,
     changed: Condvar,
     pause_timeout: Duration,
+    /// Held (shared) by every writer from its check to the end of its
+    /// journal append; taken exclusively to change access or to pause, so
+    /// once those return no write of the old regime is still appending.
+    permit: RwLock<()>,
+}
+
+/// Leave to append journal records as the primary; drop it after the append.
+pub(crate) struct WritePermit<'a> {
+    _guard: RwLockReadGuard<'a, ()>,
 }
 
 impl Gate {
@@ -47,11 +59,13 @@ impl Gate {
             state: Mutex::new(State {
                 access,
                 sync: false,
+                sync_gen: 0,
                 acked: Lsn::ZERO,
                 paused: None,
             }),
             changed: Condvar::new(),
             pause_timeout,
+            permit: RwLock::new(()),
         }
     }
 
@@ -61,6 +75,7 @@ impl Gate {
     }
 
     pub fn set_access(&self, access: Access) {
+        let _drained = self.permit.write();
         self.update(|s| {
             s.access = access;
             s.sync = false;
@@ -73,7 +88,39 @@ impl Gate {
     }
 
     pub fn set_sync(&self, sync: bool) {
-        self.update(|s| s.sync = sync);
+        self.update(|s| {
+            s.sync = sync;
+            s.sync_gen += 1;
+        });
+    }
+
+    /// Turns synchronous commits on if they are off; returns the generation
+    /// that only the caller may turn off again.
+    pub fn arm_sync(&self) -> Option<u64> {
+        let mut st = self.state.lock();
+        if st.sync {
+            return None;
+        }
+        st.sync = true;
+        st.sync_gen += 1;
+        let gen = st.sync_gen;
+        drop(st);
+        self.changed.notify_all();
+        Some(gen)
+    }
+
+    /// Turns synchronous commits off if nothing changed them since `gen`.
+    pub fn disarm_sync(&self, gen: u64) {
+        self.update(|s| {
+            if s.sync_gen == gen {
+                s.sync = false;
+                s.sync_gen += 1;
+            }
+        });
+    }
+
+    pub fn sync_gen(&self) -> u64 {
+        self.state.lock().sync_gen
     }
 
     pub fn is_sync(&self) -> bool {
@@ -81,6 +128,7 @@ impl Gate {
     }
 
     pub fn pause(&self, why: &str) {
+        let _drained = self.permit.write();
         self.update(|s| s.paused = Some(why.to_string()));
     }
 
@@ -105,22 +153,43 @@ impl Gate {
     }
 
     /// Before a change: fails on a read-only member, waits while paused.
-    pub fn before_write(&self) -> Result<()> {
+    /// The permit must be held until the change's journal records are
+    /// appended.
+    pub fn before_write(&self) -> Result<WritePermit<'_>> {
         let deadline = Instant::now() + self.pause_timeout;
-        let mut s = self.state.lock();
         loop {
-            if let Access::ReadOnly { primary } = &s.access {
-                return Err(EngineError::ReadOnly {
-                    primary: primary.clone(),
-                });
+            {
+                let mut s = self.state.lock();
+                loop {
+                    if let Access::ReadOnly { primary } = &s.access {
+                        return Err(EngineError::ReadOnly {
+                            primary: primary.clone(),
+                        });
+                    }
+                    let Some(why) = s.paused.clone() else {
+                        break;
+                    };
+                    if self.changed.wait_until(&mut s, deadline).timed_out() {
+                        return Err(EngineError::Paused(why));
+                    }
+                }
             }
-            let Some(why) = s.paused.clone() else {
-                return Ok(());
-            };
-            if self.changed.wait_until(&mut s, deadline).timed_out() {
-                return Err(EngineError::Paused(why));
+            let guard = self.permit.read();
+            let s = self.state.lock();
+            if matches!(s.access, Access::Primary { .. }) && s.paused.is_none() {
+                return Ok(WritePermit { _guard: guard });
             }
+            // Access or pause changed between the check and the permit.
         }
+    }
+
+    /// Whether this member may append its own records right now (for
+    /// internal records such as checkpoint marks); hold the permit while
+    /// appending.
+    pub fn primary_permit(&self) -> Option<WritePermit<'_>> {
+        let guard = self.permit.read();
+        let primary = matches!(self.state.lock().access, Access::Primary { .. });
+        primary.then_some(WritePermit { _guard: guard })
     }
 
     /// After the local journal is durable up to `end`: waits for the
@@ -136,7 +205,17 @@ impl Gate {
                             .into(),
                     ))
                 }
-                Access::Primary { .. } if !s.sync || s.acked >= end => return Ok(()),
+                Access::Primary { .. } if s.sync && s.acked >= end => return Ok(()),
+                // Running without a backup while paused (the arbiter lease
+                // ran out, or commits are otherwise held): this commit may
+                // race a takeover; do not acknowledge it.
+                Access::Primary { .. } if !s.sync && s.paused.is_some() => {
+                    return Err(EngineError::CommitOutcomeUnknown(format!(
+                        "commits are paused ({}); this commit's outcome is unknown",
+                        s.paused.clone().unwrap_or_default()
+                    )))
+                }
+                Access::Primary { .. } if !s.sync => return Ok(()),
                 Access::Primary { .. } => {}
             }
             self.changed.wait(&mut s);

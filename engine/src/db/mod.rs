@@ -109,7 +109,8 @@ pub(crate) struct Inner {
     pub(crate) poison: Mutex<Option<String>>,
     pub(crate) cycle: Mutex<()>,
     pub(crate) creating: Mutex<()>,
-    pub(crate) daemon_wake: (Mutex<bool>, Condvar),
+    /// The write daemon sleeps on this between cycles; see [`DaemonWake`].
+    pub(crate) daemon_wake: (Mutex<DaemonWake>, Condvar),
     pub(crate) closed: AtomicBool,
     /// Applies records received from a primary (and tracks the open
     /// transactions of the journal).
@@ -117,6 +118,15 @@ pub(crate) struct Inner {
     pub(crate) gate: gate::Gate,
     /// Where each epoch of the journal began.
     pub(crate) history: Mutex<history::History>,
+}
+
+/// Why the write daemon should wake before its interval ends.
+#[derive(Debug, Default)]
+pub(crate) struct DaemonWake {
+    /// The engine is closing: end the thread.
+    pub(crate) stop: bool,
+    /// A writer found many dirty pages: run a cycle now (`flush.rs`).
+    pub(crate) kick: bool,
 }
 
 struct DaemonGuard {
@@ -316,7 +326,7 @@ impl Inner {
 
     fn stop_daemon(&self) {
         let (m, cv) = &self.daemon_wake;
-        *m.lock() = true;
+        m.lock().stop = true;
         cv.notify_all();
     }
 }

@@ -47,7 +47,7 @@ use super::apply::Applier;
 use super::database::{self, Database};
 use super::flush::write_images;
 use super::gate::{Access, Gate};
-use super::{EngineOptions, Inner, LockTable};
+use super::{DaemonWake, EngineOptions, Inner, LockTable};
 use crate::error::{EngineError, Result};
 use crate::journal::{Journal, Record, TxnId};
 use crate::storage::{OpenMode, VfsFile};
@@ -261,7 +261,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         poison: Mutex::new(None),
         cycle: Mutex::new(()),
         creating: Mutex::new(()),
-        daemon_wake: (Mutex::new(false), Condvar::new()),
+        daemon_wake: (Mutex::new(DaemonWake::default()), Condvar::new()),
         closed: AtomicBool::new(false),
         applier: Mutex::new(Applier::default()),
         history: Mutex::new(history),

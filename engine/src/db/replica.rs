@@ -25,6 +25,20 @@ impl Engine {
         self.inner.gate.is_sync()
     }
 
+    /// Turns synchronous commits on if off; the generation returned is the
+    /// only one `disarm_sync` accepts.
+    pub fn arm_sync(&self) -> Option<u64> {
+        self.inner.gate.arm_sync()
+    }
+
+    pub fn disarm_sync(&self, gen: u64) {
+        self.inner.gate.disarm_sync(gen);
+    }
+
+    pub fn sync_gen(&self) -> u64 {
+        self.inner.gate.sync_gen()
+    }
+
     pub fn pause_commits(&self, why: &str) {
         self.inner.gate.pause(why);
     }

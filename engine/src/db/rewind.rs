@@ -57,6 +57,15 @@ pub(crate) fn rewind(inner: &Inner, cut: Lsn) -> Result<()> {
     if cut >= end {
         return Ok(());
     }
+    // Check the cut before changing anything: a position this journal does
+    // not hold, or not at a record boundary, is refused here.
+    if cut < journal.oldest_lsn() {
+        return Err(EngineError::BadArgument(format!(
+            "cannot rewind to {cut}: the journal starts at {}",
+            journal.oldest_lsn()
+        )));
+    }
+    journal.crc_before(cut)?;
     // One forward scan over the whole journal: the open transactions at the
     // cut (the applier's state after rewinding) and, for each rollback after
     // the cut, the changes it undid.

@@ -256,7 +256,7 @@ impl Session {
     /// larger than the buffer pool can be killed.
     pub fn kill(&mut self, dbname: &str, key: &Key) -> Result<u64> {
         self.inner.check_poison()?;
-        self.inner.gate.before_write()?;
+        drop(self.inner.gate.before_write()?);
         let db = self.inner.db(dbname)?;
         let enc = key.encode();
         let end = model::subtree_end(&enc);
@@ -291,6 +291,7 @@ impl Session {
         let mut n = 0;
         loop {
             self.inner.throttle(db)?;
+            let _permit = self.inner.gate.before_write()?;
             let mut tree = db.tree.write();
             for _ in 0..BATCH {
                 let t = |e| EngineError::tree(&db.name, e);
@@ -332,7 +333,7 @@ impl Session {
     /// `TSTART`; returns the new nesting level.
     pub fn tstart(&mut self) -> Result<usize> {
         self.inner.check_poison()?;
-        self.inner.gate.before_write()?;
+        let _permit = self.inner.gate.before_write()?;
         match &mut self.txn {
             None => {
                 let id = self
@@ -381,10 +382,15 @@ impl Session {
             return Ok(());
         }
         let id = t.id;
+        if let Some(lost) = self.discard_if_demoted() {
+            return Err(lost);
+        }
+        let permit = self.inner.gate.before_write()?;
         let end = self.inner.journal.append(&Record::TxnCommit {
             txn: id,
             time_us: now_us(),
         })?;
+        drop(permit);
         self.inner.open_txns.lock().remove(&id);
         self.txn = None;
         self.inner.journal.wait_durable(end)?;
@@ -393,6 +399,14 @@ impl Session {
 
     /// `TROLLBACK` (all levels) or `TROLLBACK 1` (`innermost_only`).
     pub fn trollback(&mut self, innermost_only: bool) -> Result<()> {
+        if self.txn.is_none() {
+            return Err(EngineError::NoTransaction);
+        }
+        if self.discard_if_demoted().is_some() {
+            // Not ours to undo any more: the new primary rolls it back.
+            return Ok(());
+        }
+        let _permit = self.inner.gate.before_write()?;
         let t = self.txn.as_mut().ok_or(EngineError::NoTransaction)?;
         let full = !innermost_only || t.levels.len() == 1;
         let to = if full {
@@ -461,6 +475,21 @@ impl Session {
 
     // ---- internals ----
 
+    /// A transaction left open on a member that is no longer primary:
+    /// forget it without journaling or touching the databases (the new
+    /// primary rolls it back, or this member rewinds its records).
+    fn discard_if_demoted(&mut self) -> Option<EngineError> {
+        if let super::Access::ReadOnly { .. } = self.inner.gate.access() {
+            if let Some(t) = self.txn.take() {
+                self.inner.open_txns.lock().remove(&t.id);
+                return Some(EngineError::NotPrimary(
+                    "this member stopped being primary: the transaction did not commit and was rolled back".into(),
+                ));
+            }
+        }
+        None
+    }
+
     fn txn_id(&self) -> TxnId {
         self.txn.as_ref().map_or(0, |t| t.id)
     }
@@ -486,23 +515,32 @@ impl Session {
         f: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
     ) -> Result<Option<(Lsn, Lsn)>> {
         self.inner.check_poison()?;
-        self.inner.gate.before_write()?;
+        drop(self.inner.gate.before_write()?);
         key.check_size().map_err(|_| EngineError::KeyTooLong {
             len: key.encoded_len(),
             max: model::MAX_ENCODED_KEY,
         })?;
         let db = self.inner.db(dbname)?;
         self.inner.throttle(&db)?;
+        // Held until the record is appended: no write of an old regime
+        // lands after this member stops being primary.
+        let _permit = self.inner.gate.before_write()?;
+        // Everything that does not depend on the before-image is prepared
+        // outside the lock.
         let enc = key.encode();
         let txn = self.txn_id();
+        let db_name = dbname.to_string();
+        let time_us = now_us();
         let mut tree = db.tree.write();
-        let before = tree.get(&enc).map_err(|e| EngineError::tree(dbname, e))?;
+        let t = |e| EngineError::tree(dbname, e);
+        let mut found = tree.find(&enc).map_err(t)?;
+        let before = found.before.take();
         let new = f(before.as_deref())?;
         let rec = match new {
             Some(value) => Record::Set {
                 txn,
-                time_us: now_us(),
-                db: dbname.to_string(),
+                time_us,
+                db: db_name,
                 key: enc,
                 value,
                 before,
@@ -511,8 +549,8 @@ impl Session {
                 None => return Ok(None),
                 Some(before) => Record::Kill {
                     txn,
-                    time_us: now_us(),
-                    db: dbname.to_string(),
+                    time_us,
+                    db: db_name,
                     key: enc,
                     before,
                 },
@@ -523,11 +561,11 @@ impl Session {
             Record::Set {
                 key, value, before, ..
             } => {
-                let r = tree.put(&key, &value, start.0);
+                let r = tree.put_found(found, &key, &value, start.0);
                 (key, before, r)
             }
             Record::Kill { key, before, .. } => {
-                let r = tree.delete(&key, start.0).map(|_| ());
+                let r = tree.delete_found(found, &key, start.0).map(|_| ());
                 (key, Some(before), r)
             }
             _ => unreachable!("built above"),

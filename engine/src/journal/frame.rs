@@ -1,6 +1,7 @@
 //! Record framing: length, kind and a chained checksum in front of every
 //! payload.
 
+use super::crc::Shift;
 use super::error::Damage;
 use super::record::RecordKind;
 
@@ -57,7 +58,7 @@ impl FrameHeader {
     }
 
     /// Like [`FrameHeader::new`], given `crc32c(payload)` instead of the
-    /// payload (so the payload can be checksummed outside a lock).
+    /// payload.
     pub fn from_payload_crc(
         prev_crc: u32,
         kind: RecordKind,
@@ -65,11 +66,34 @@ impl FrameHeader {
         payload_crc: u32,
     ) -> FrameHeader {
         let kind = kind.as_u8();
-        let head = prefix_crc(prev_crc, len, kind);
+        let shift = Shift::for_len(u64::from(len));
         FrameHeader {
             len,
             kind,
-            crc: crc32c::crc32c_combine(head, payload_crc, len as usize),
+            crc: shift.combine(prefix_crc(prev_crc, len, kind), payload_crc),
+        }
+    }
+
+    /// Like [`FrameHeader::new`], with what [`PayloadSum::of`] computed
+    /// earlier (outside a lock): tens of nanoseconds whatever the payload
+    /// size.
+    pub fn chained(
+        prev_crc: u32,
+        kind: RecordKind,
+        payload: &[u8],
+        sum: PayloadSum,
+    ) -> FrameHeader {
+        match sum {
+            PayloadSum::Small => FrameHeader::new(prev_crc, kind, payload),
+            PayloadSum::Large { crc, shift } => {
+                let len = payload.len() as u32;
+                let kind = kind.as_u8();
+                FrameHeader {
+                    len,
+                    kind,
+                    crc: shift.combine(prefix_crc(prev_crc, len, kind), crc),
+                }
+            }
         }
     }
 
@@ -124,6 +148,34 @@ impl FrameHeader {
                 stored: self.crc,
                 computed,
             })
+        }
+    }
+}
+
+/// Payloads up to this many bytes are checksummed in one pass under the
+/// append lock (hardware CRC: tens of nanoseconds, less than combining).
+pub const SMALL_PAYLOAD: usize = 1024;
+
+/// What a frame's crc needs from its payload, computed without knowing the
+/// previous record: nothing for a small payload; for a larger one, its own
+/// crc32c and the shift that chains a prefix crc in front of it (see
+/// [`super::crc`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayloadSum {
+    Small,
+    Large { crc: u32, shift: Shift },
+}
+
+impl PayloadSum {
+    /// Prepares the checksum of `payload` (at most [`MAX_RECORD`] bytes).
+    pub fn of(payload: &[u8]) -> PayloadSum {
+        debug_assert!(payload.len() <= MAX_RECORD as usize);
+        if payload.len() <= SMALL_PAYLOAD {
+            return PayloadSum::Small;
+        }
+        PayloadSum::Large {
+            crc: crc32c::crc32c(payload),
+            shift: Shift::for_len(payload.len() as u64),
         }
     }
 }

@@ -42,7 +42,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 use tracing::{error, info};
 
 use super::error::JournalError;
-use super::frame::FrameHeader;
+use super::frame::{FrameHeader, PayloadSum};
 use super::reader::JournalReader;
 use super::record::Record;
 use super::recovery::{self, OpenReport};
@@ -479,10 +479,10 @@ impl Journal {
             payload.clear();
             rec.encode_into(&mut payload);
             debug_assert_eq!(payload.len(), len as usize);
-            let payload_crc = crc32c::crc32c(&payload);
+            let sum = PayloadSum::of(&payload);
             let positions = {
                 let mut p = self.inner.pending.lock();
-                let header = FrameHeader::from_payload_crc(p.last_crc, kind, len, payload_crc);
+                let header = FrameHeader::chained(p.last_crc, kind, &payload, sum);
                 let start = p.end();
                 p.buf.extend_from_slice(&header.to_bytes());
                 p.buf.extend_from_slice(&payload);

@@ -31,6 +31,9 @@
 
 use std::time::Duration;
 
+/// The pause reason while a switchover hands over.
+pub const SWITCHOVER: &str = "switchover: handing over to the backup";
+
 /// The arbiter's register for one mirror.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Witness {
@@ -167,7 +170,12 @@ enum OnSuccess {
 pub struct Failover {
     cfg: Config,
     role: Role,
+    /// The newest epoch this member knows of.
     epoch: u64,
+    /// The newest epoch this member's own data records (persisted): a
+    /// member that lost its data has less than the arbiter's.
+    data_epoch: u64,
+    warned_lost_data: bool,
     /// Last journal position (epoch, end) of our own history.
     last: (u64, u64),
     witness: Option<Witness>,
@@ -197,6 +205,8 @@ impl Failover {
             cfg,
             role: Role::Starting,
             epoch,
+            data_epoch: epoch,
+            warned_lost_data: false,
             last,
             witness: None,
             arbiter_up: false,
@@ -226,6 +236,11 @@ impl Failover {
 
     pub fn paused(&self) -> Option<&'static str> {
         self.paused
+    }
+
+    /// Whether the other failover member is connected and says it is primary.
+    pub fn peer_is_primary(&self) -> bool {
+        self.peer.as_ref().is_some_and(|p| p.is_primary)
     }
 
     pub fn is_active_backup(&self) -> bool {
@@ -292,6 +307,7 @@ impl Failover {
 
     fn become_primary(&mut self, epoch: u64, out: &mut Vec<Command>) {
         self.epoch = epoch;
+        self.data_epoch = epoch;
         self.role = Role::Primary;
         self.sync = false;
         self.active = false;
@@ -406,6 +422,20 @@ impl Failover {
                 return;
             }
             match self.witness.clone() {
+                Some(w) if w.primary == self.cfg.me && self.data_epoch < w.epoch => {
+                    // The witness names us for an epoch we do not remember:
+                    // this member lost its data (or runs on the wrong
+                    // folder). Leading would make the mirror forget what
+                    // was acknowledged; wait for the peer or an operator.
+                    if std::mem::replace(&mut self.warned_lost_data, true) {
+                        return;
+                    }
+                    tracing::error!(
+                        our_epoch = self.data_epoch,
+                        witness = w.epoch,
+                        "the arbiter names this member primary of an epoch it has no record of; not leading"
+                    );
+                }
                 Some(w) if w.primary == self.cfg.me => {
                     // Nobody took over since our tenure: start a new one.
                     let next = w.epoch.max(self.epoch) + 1;
@@ -455,8 +485,9 @@ impl Failover {
                     && (self.last > p.last || (self.last == p.last && self.cfg.me < *name))
             }
             (None, None) | (Some(_), None) => true,
-            // A brand-new mirror whose other member is not up yet.
-            (None, Some(_)) => self.last == (0, 0) && self.epoch == 0,
+            // The other member is not reachable: we cannot know it is not
+            // ahead of us. Wait (an operator can `failover` to us).
+            (None, Some(_)) => false,
         }
     }
 
@@ -465,6 +496,13 @@ impl Failover {
     fn on_tick(&mut self, out: &mut Vec<Command>) {
         match self.role {
             Role::Primary => {
+                // A go-alone request that got no answer (or none was sent
+                // because another request was pending): ask again.
+                if self.paused == Some("backup lost; asking the arbiter to run alone")
+                    && self.pending == Pending::None
+                {
+                    self.lose_backup(out);
+                }
                 if let Some(at) = self.alone_at {
                     if self.now >= at {
                         self.alone_at = None;
@@ -522,7 +560,12 @@ impl Failover {
                 let mine = state
                     .as_ref()
                     .is_some_and(|w| w.epoch == self.epoch && w.primary == self.cfg.me);
-                if state.is_none() && self.pending == Pending::None {
+                let peer_not_newer = match (&self.peer, &self.cfg.peer) {
+                    (Some(p), _) => p.epoch <= self.epoch && !p.is_primary,
+                    (None, None) => true,
+                    (None, Some(_)) => false,
+                };
+                if state.is_none() && self.pending == Pending::None && peer_not_newer {
                     // The arbiter restarted without its state: give it ours.
                     if let Some(w) = self.witness_of_mine() {
                         self.pending = Pending::Cas(OnSuccess::Reregistered);
@@ -614,10 +657,10 @@ impl Failover {
                 }
             }
             (OnSuccess::BecomePrimary(_), Role::Starting) => self.decide_start(out),
-            (OnSuccess::GoAlone, Role::Primary) => {
-                // State changed under us without a newer epoch: ask again.
-                self.lose_backup(out);
-            }
+            (OnSuccess::HandoffAndFollow(_), Role::Primary) => self.resume(out),
+            // Refused without a newer epoch (e.g. the arbiter lost its
+            // state): the next tick asks again.
+            (OnSuccess::GoAlone, Role::Primary) => {}
             _ => {}
         }
     }
@@ -654,6 +697,18 @@ impl Failover {
             return;
         };
         if !self.arbiter_up {
+            return;
+        }
+        // Only a backup the arbiter itself counts as active may take over:
+        // the primary marks it so only after it acknowledged everything,
+        // and the primary's go-alone clears it first. (A heartbeat saying
+        // "active" may be stale.)
+        let witnessed = self
+            .witness
+            .as_ref()
+            .is_some_and(|w| w.backup_active && w.primary == primary && w.epoch == self.epoch);
+        if !witnessed {
+            self.active = false;
             return;
         }
         let next = self.epoch + 1;
@@ -763,13 +818,20 @@ impl Failover {
             return;
         };
         let next = self.epoch + 1;
+        // The runtime paused commits and drained them to the backup; the
+        // pause is ours now: lifted if the handover cannot happen.
+        self.paused = Some(SWITCHOVER);
         if self.cfg.has_arbiter {
             let new = Witness {
                 epoch: next,
                 primary: peer,
                 backup_active: false,
             };
+            let before = out.len();
             self.cas(new, None, OnSuccess::HandoffAndFollow(next), out);
+            if out.len() == before {
+                self.resume(out);
+            }
         } else {
             self.role = Role::Starting;
             self.sync = false;

@@ -52,6 +52,7 @@ fn info(p: &PeerState) -> PeerInfo {
 
 /// Exchanges states until the link fails; reports the peer to the driver.
 fn run(shared: &Shared, s: TcpStream, first: Option<PeerState>) {
+    let gen = shared.peer_gen.fetch_add(1, Ordering::SeqCst) + 1;
     let qos = shared.qos();
     let _ = s.set_read_timeout(Some(qos));
     let mut w = match s.try_clone() {
@@ -101,7 +102,7 @@ fn run(shared: &Shared, s: TcpStream, first: Option<PeerState>) {
         let _ = r.shutdown(std::net::Shutdown::Both);
         let _ = sender.join();
     });
-    if last_info.is_some() {
+    if last_info.is_some() && shared.peer_gen.load(Ordering::SeqCst) == gen {
         shared.send(Msg::Sm(Event::PeerLost));
     }
 }

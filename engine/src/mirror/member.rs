@@ -33,9 +33,16 @@ use crate::Lsn;
 /// Messages to the driver.
 pub(crate) enum Msg {
     Sm(Event),
-    /// A follower's stream from us ended.
+    /// A follower's stream from us ended; `armed` is the synchronous
+    /// commit generation it turned on, if it did.
     StreamEnded {
         follower: String,
+        armed: Option<u64>,
+    },
+    /// The backup acknowledged everything written before its stream turned
+    /// synchronous commits on (generation `gen`).
+    CaughtUp {
+        gen: u64,
     },
     Shutdown {
         graceful: bool,
@@ -91,6 +98,9 @@ pub(crate) struct Shared {
     pub arbiter_tx: Mutex<Option<Sender<link_arbiter::ArbiterCmd>>>,
     /// The origin of the state machine's clock (milliseconds since).
     pub started: Instant,
+    /// Numbers peer links, so an old link that dies late does not report
+    /// the peer lost while a newer link is up.
+    pub peer_gen: AtomicU64,
 }
 
 impl Shared {
@@ -281,6 +291,7 @@ impl Member {
             commits: AtomicU64::new(0),
             arbiter_tx: Mutex::new(None),
             started: Instant::now(),
+            peer_gen: AtomicU64::new(0),
         });
         let span =
             tracing::info_span!("member", mirror = %shared.cfg.mirror, member = %shared.cfg.name);
@@ -426,6 +437,11 @@ fn check_failover(shared: &Shared, sm: Option<&Failover>) -> Result<String, Stri
     if f.role() == &Role::Primary {
         return Err(format!("{} is already the primary", shared.cfg.name));
     }
+    if f.peer_is_primary() {
+        return Err(
+            "the primary is alive and connected to this member; use `redoubt switchover`".into(),
+        );
+    }
     let peer_primary = shared.view.lock().primary.clone();
     if shared.cfg.arbiter.is_none() && f.is_active_backup() {
         return Ok("taking over as primary (no arbiter: you asserted the primary is down)".into());
@@ -456,11 +472,19 @@ fn driver(shared: Arc<Shared>, rx: Receiver<Msg>, mut sm: Option<Failover>) {
         let mut events = Vec::new();
         match msg {
             Ok(Msg::Sm(e)) => events.push(e),
-            Ok(Msg::StreamEnded { follower }) => {
+            Ok(Msg::StreamEnded { follower, armed }) => {
                 let peer = shared.cfg.failover_peer().map(|p| p.name.clone());
-                if Some(follower) == peer && !sm.as_ref().is_some_and(|f| f.is_sync()) {
-                    // A backup that was still catching up: stop waiting for it.
-                    shared.engine.set_sync(false);
+                if let (true, Some(gen)) = (Some(follower) == peer, armed) {
+                    if !sm.as_ref().is_some_and(|f| f.is_sync()) {
+                        // A backup that was still catching up: stop waiting
+                        // for it (unless a newer stream turned sync on).
+                        shared.engine.disarm_sync(gen);
+                    }
+                }
+            }
+            Ok(Msg::CaughtUp { gen }) => {
+                if shared.engine.sync_gen() == gen {
+                    events.push(Event::BackupCaughtUp);
                 }
             }
             Ok(Msg::OperatorFailover { reply }) => {
@@ -473,13 +497,21 @@ fn driver(shared: Arc<Shared>, rx: Receiver<Msg>, mut sm: Option<Failover>) {
             Ok(Msg::Switchover { reply }) => {
                 let answer = match sm.as_ref() {
                     Some(f) if f.role() == &Role::Primary && f.is_sync() => {
-                        shared.engine.pause_commits("switchover: handing over to the backup");
+                        shared.engine.pause_commits(super::failover::SWITCHOVER);
                         if wait_backup_has_all(&shared) {
-                            events.push(Event::Switchover);
-                            Ok(format!(
-                                "handing over to {}",
-                                shared.cfg.failover_peer().map_or("the backup", |p| p.name.as_str())
-                            ))
+                            let cmds = f_handle(sm.as_mut().expect("checked"), Event::Switchover);
+                            let started = cmds.iter().any(|c| matches!(c, Command::Cas { .. } | Command::SendHandoff { .. }));
+                            for c in cmds {
+                                execute(&shared, sm.as_ref().expect("checked"), c, &mut following);
+                            }
+                            if started {
+                                Ok(format!(
+                                    "handing over to {}",
+                                    shared.cfg.failover_peer().map_or("the backup", |p| p.name.as_str())
+                                ))
+                            } else {
+                                Err("the arbiter is unreachable or busy; nothing changed".into())
+                            }
                         } else {
                             shared.engine.resume_commits();
                             Err("the backup did not acknowledge everything within the QoS timeout; nothing changed".into())
@@ -566,6 +598,25 @@ fn driver(shared: Arc<Shared>, rx: Receiver<Msg>, mut sm: Option<Failover>) {
     }
 }
 
+/// Raises the persisted epoch to `epoch` if lower; false if it could not.
+fn persist_intent(shared: &Shared, epoch: u64) -> bool {
+    let current = epoch_file::read(&shared.cfg.data_dir).unwrap_or(0);
+    if current >= epoch {
+        return true;
+    }
+    match epoch_file::write(&shared.cfg.data_dir, epoch) {
+        Ok(()) => true,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot persist the epoch; not asking the arbiter");
+            false
+        }
+    }
+}
+
+fn f_handle(f: &mut Failover, e: Event) -> Vec<Command> {
+    f.handle(e)
+}
+
 /// Waits (up to the QoS) until the backup has everything we wrote.
 fn wait_backup_has_all(shared: &Shared) -> bool {
     let deadline = Instant::now() + shared.qos();
@@ -627,7 +678,7 @@ fn execute(
             if following.as_ref().is_some_and(|f| f.primary != primary) {
                 following.take().expect("checked").stop();
             }
-            let _ = epoch_file::write(&shared.cfg.data_dir, sm.epoch());
+            persist_intent(shared, sm.epoch());
             engine.set_read_only(shared.addr_of(&primary));
             {
                 let mut v = shared.view.lock();
@@ -667,15 +718,29 @@ fn execute(
             expect,
             new,
             require_lost,
-        } => link_arbiter::request(
-            shared,
-            link_arbiter::ArbiterCmd::Cas {
-                expect,
-                new,
-                require_lost,
-            },
-        ),
+        } => {
+            // Remember the epoch we are about to hold before the arbiter
+            // can grant it: a crash right after the grant must not leave a
+            // member the witness names that thinks it never led (it would
+            // refuse to lead, as one that lost its data must).
+            if new.primary == shared.cfg.name && !persist_intent(shared, new.epoch) {
+                shared.send(Msg::Sm(Event::ArbiterLost));
+                return;
+            }
+            link_arbiter::request(
+                shared,
+                link_arbiter::ArbiterCmd::Cas {
+                    expect,
+                    new,
+                    require_lost,
+                },
+            )
+        }
         Command::Register(w) => {
+            if w.primary == shared.cfg.name && !persist_intent(shared, w.epoch) {
+                shared.send(Msg::Sm(Event::ArbiterLost));
+                return;
+            }
             link_arbiter::request(shared, link_arbiter::ArbiterCmd::Register(w))
         }
         Command::MarkBackupActive(on) => shared.view.lock().backup_active = on,

@@ -20,13 +20,19 @@ use crate::Lsn;
 pub(crate) struct Following {
     pub primary: String,
     stop: Arc<AtomicBool>,
+    /// The current stream's socket, to cut a blocked read short.
+    socket: Arc<parking_lot::Mutex<Option<TcpStream>>>,
     handle: JoinHandle<()>,
 }
 
 impl Following {
-    /// Stops following; returns once everything received is applied.
+    /// Stops following; returns once everything received is applied. A
+    /// read blocked on a frozen primary is cut short, not waited out.
     pub fn stop(self) {
         self.stop.store(true, Ordering::SeqCst);
+        if let Some(s) = self.socket.lock().take() {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
         let _ = self.handle.join();
     }
 
@@ -37,8 +43,14 @@ impl Following {
 
 pub(crate) fn follow(shared: Arc<Shared>, primary: String) -> Following {
     let stop = Arc::new(AtomicBool::new(false));
+    let socket: Arc<parking_lot::Mutex<Option<TcpStream>>> = Arc::default();
     let handle = {
-        let (shared, primary, stop) = (shared.clone(), primary.clone(), stop.clone());
+        let (shared, primary, stop, socket) = (
+            shared.clone(),
+            primary.clone(),
+            stop.clone(),
+            socket.clone(),
+        );
         let span = tracing::info_span!("follow", primary = %primary);
         std::thread::Builder::new()
             .name("redoubt-follow".into())
@@ -48,7 +60,7 @@ pub(crate) fn follow(shared: Arc<Shared>, primary: String) -> Following {
                 // again; a backup keeps trying its primary.
                 let once = shared.view.lock().role == MemberRole::Async;
                 while !stop.load(Ordering::SeqCst) && !shared.stopping() {
-                    if let Err(e) = follow_once(&shared, &primary, &stop) {
+                    if let Err(e) = follow_once(&shared, &primary, &stop, &socket) {
                         tracing::info!(error = %e, "stream from the primary ended");
                     }
                     if once {
@@ -62,6 +74,7 @@ pub(crate) fn follow(shared: Arc<Shared>, primary: String) -> Following {
     Following {
         primary,
         stop,
+        socket,
         handle,
     }
 }
@@ -116,11 +129,20 @@ pub(crate) fn handshake(shared: &Shared, s: &mut TcpStream) -> Result<wire::Welc
     }
 }
 
-fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result<(), String> {
+fn follow_once(
+    shared: &Arc<Shared>,
+    primary: &str,
+    stop: &AtomicBool,
+    socket: &parking_lot::Mutex<Option<TcpStream>>,
+) -> Result<(), String> {
     let addr = shared
         .addr_of(primary)
         .ok_or_else(|| format!("{primary} is not a member"))?;
     let mut s = connect(shared, &addr).map_err(|e| format!("connect to {addr}: {e}"))?;
+    *socket.lock() = s.try_clone().ok();
+    if stop.load(Ordering::SeqCst) {
+        return Ok(());
+    }
     let w = handshake(shared, &mut s)?;
     if w.role != MemberRole::Primary {
         return Err(format!("{primary} is {} , not primary", w.role));
@@ -139,6 +161,12 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
         }),
     )
     .map_err(|e| e.to_string())?;
+    let epochs = engine
+        .epoch_history()
+        .into_iter()
+        .map(|(e, l)| (e, l.0))
+        .collect();
+    wire::send(&mut s, &Message::History(wire::History { epochs })).map_err(|e| e.to_string())?;
     tracing::info!(from = end.0, "streaming from the primary");
 
     let (apply_tx, apply_rx) = mpsc::sync_channel::<(Vec<(Lsn, Record)>, Lsn)>(256);
@@ -158,6 +186,7 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
     };
     let limits = FrameLimits::MEMBER;
     let mut progress = CatchUp::new(end.0);
+    let mut received = end;
     let result = (|| -> Result<Option<wire::Diverged>, String> {
         while !stop.load(Ordering::SeqCst) && !shared.stopping() {
             let msg = wire::recv(&mut s, limits).map_err(|e| e.to_string())?;
@@ -174,7 +203,8 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
                     apply_tx
                         .send((records, new_end))
                         .map_err(|_| "the apply thread stopped".to_string())?;
-                    ack(&mut s, shared)?;
+                    received = new_end;
+                    ack(&mut s, shared, received)?;
                     let target = shared
                         .view
                         .lock()
@@ -198,7 +228,7 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
                     if changed {
                         shared.send(Msg::Sm(Event::ActiveNotice { active: h.active }));
                     }
-                    ack(&mut s, shared)?;
+                    ack(&mut s, shared, received)?;
                 }
                 Message::Handoff(h) => {
                     tracing::warn!(epoch = h.epoch, "the primary hands over to us");
@@ -228,13 +258,15 @@ fn follow_once(shared: &Arc<Shared>, primary: &str, stop: &AtomicBool) -> Result
     }
 }
 
-fn ack(s: &mut TcpStream, shared: &Shared) -> Result<(), String> {
+/// Acknowledges what this stream delivered and is durable here (never
+/// more: a position past `received` would not be the primary's bytes).
+fn ack(s: &mut TcpStream, shared: &Shared, received: Lsn) -> Result<(), String> {
     let j = shared.engine.journal();
-    let durable = j.durable_lsn().0;
+    let durable = j.durable_lsn().0.min(received.0);
     wire::send(
         s,
         &Message::Ack(Ack {
-            received: j.end_lsn().0,
+            received: received.0,
             durable,
             applied: shared.engine.applied_lsn().0.min(durable),
         }),

@@ -40,23 +40,27 @@ pub(crate) fn serve_follower(
         return Err("asked to stream but this member is not primary".into());
     }
     let send = |s: &mut TcpStream, m: Message| wire::send(s, &m).map_err(|e| e.to_string());
-    // Where the follower's history can still be ours: its last epoch's
-    // records are the mirror's only up to where the next epoch began here.
+    // The follower's epoch history follows its StreamFrom.
+    let theirs = match wire::recv(&mut s, FrameLimits::MEMBER).map_err(|e| e.to_string())? {
+        Message::History(h) => h.epochs,
+        other => return Err(format!("expected {name}'s History, got {}", other.name())),
+    };
+    let mine = engine.epoch_history();
+    let my_last = mine.last().map_or(0, |(e, _)| *e);
+    let their_last = theirs.last().map_or(0, |(e, _)| *e);
+    if their_last > my_last {
+        // The follower has seen a newer tenure than ours: we are a stale
+        // primary and must not tell anyone to rewind.
+        return Err(format!(
+            "{name} has records of epoch {their_last}, newer than ours ({my_last}); not streaming"
+        ));
+    }
     let durable = journal.durable_lsn();
-    let limit = engine
-        .epoch_history()
-        .into_iter()
-        .find(|(e, _)| *e > from.epoch)
-        .map_or(durable, |(_, start)| start.min(durable));
-    let consistent = from.lsn <= limit.0
-        && journal
-            .crc_before(Lsn(from.lsn))
-            .is_ok_and(|c| c == from.crc);
-    if !consistent {
-        if from.lsn <= limit.0 {
-            // Same epochs but different bytes: do not guess; the follower
-            // must start over from a point it cannot share wrongly.
-            if let Err(JournalError::NotHeld { .. }) = journal.crc_before(Lsn(from.lsn)) {
+    let common = common_point(&mine, durable, &theirs, from.lsn);
+    if common == from.lsn {
+        match journal.crc_before(Lsn(from.lsn)) {
+            Ok(crc) if crc == from.crc => {}
+            Err(JournalError::NotHeld { .. }) => {
                 send(
                     &mut s,
                     Message::SeedNeeded(SeedNeeded {
@@ -65,15 +69,30 @@ pub(crate) fn serve_follower(
                 )?;
                 return Err(format!("{name} needs a seed"));
             }
+            _ => {
+                // Same epochs, different bytes: not a tail to rewind but a
+                // copy that cannot be trusted.
+                send(
+                    &mut s,
+                    Message::SeedNeeded(SeedNeeded {
+                        reason: format!(
+                            "{name}'s journal differs from the primary's within epoch {their_last} at {}: \
+                             it must be rebuilt (move its data folder away and restart it)",
+                            from.lsn
+                        ),
+                    }),
+                )?;
+                return Err(format!("{name}'s journal differs from ours"));
+            }
         }
-        let common = limit.0.min(from.lsn);
+    } else {
         send(
             &mut s,
             Message::Diverged(Diverged {
                 common,
                 reason: format!(
-                    "{name} has journal to {} in epoch {}, but this mirror's history left epoch {} at {}",
-                    from.lsn, from.epoch, from.epoch, limit.0
+                    "{name} has journal to {} (last epoch {their_last}); this mirror's history and its part at {common}",
+                    from.lsn
                 ),
             }),
         )?;
@@ -88,12 +107,15 @@ pub(crate) fn serve_follower(
         std::thread::Builder::new()
             .name("redoubt-acks".into())
             .spawn(move || {
-                read_acks(&shared, &mut r, &name, is_peer);
+                let armed = read_acks(&shared, &mut r, &name, is_peer);
                 dead.store(true, Ordering::SeqCst);
+                armed
             })
             .map_err(|e| e.to_string())?
     };
     let qos = shared.qos();
+    let _ = s.set_write_timeout(Some(qos));
+    let started = Instant::now();
     let mut pos = Lsn(from.lsn);
     let mut last_heartbeat = Instant::now() - qos;
     let result = (|| -> Result<(), String> {
@@ -114,6 +136,21 @@ pub(crate) fn serve_follower(
             }
             if !matches!(engine.access(), Access::Primary { .. }) {
                 return Err("no longer primary".into());
+            }
+            // A backup that stopped acknowledging (its disk full, its
+            // journal poisoned) while its connections stay up would hold
+            // every commit forever: count it lost.
+            if is_peer {
+                let (acked, last) = shared
+                    .view
+                    .lock()
+                    .followers
+                    .get(&name)
+                    .map_or((from.lsn, started), |f| (f.durable, f.last_ack));
+                if journal.durable_lsn().0 > acked && last.elapsed() > qos {
+                    shared.send(Msg::Sm(Event::BackupFellBehind));
+                    return Err(format!("{name} acknowledged nothing for the QoS timeout"));
+                }
             }
             // Heartbeats go out at least every QoS/4 even while data flows:
             // they tell the backup whether it is active.
@@ -151,18 +188,24 @@ pub(crate) fn serve_follower(
         Ok(())
     })();
     let _ = s.shutdown(std::net::Shutdown::Both);
-    let _ = reader.join();
+    let armed = reader.join().unwrap_or(None);
     shared.view.lock().followers.remove(&name);
     if is_peer {
-        shared.send(Msg::StreamEnded { follower: name });
+        shared.send(Msg::StreamEnded {
+            follower: name,
+            armed,
+        });
     }
     result
 }
 
-fn read_acks(shared: &Shared, r: &mut TcpStream, name: &str, is_peer: bool) {
+/// Reads acknowledgements until the stream fails; returns the synchronous
+/// commit generation it armed, if any.
+fn read_acks(shared: &Shared, r: &mut TcpStream, name: &str, is_peer: bool) -> Option<u64> {
     let engine = &shared.engine;
     let journal = engine.journal();
     let mut sync_target: Option<Lsn> = None;
+    let mut armed: Option<u64> = None;
     loop {
         let ack = match wire::recv(r, FrameLimits::MEMBER) {
             Ok(Message::Ack(a)) => a,
@@ -172,9 +215,9 @@ fn read_acks(shared: &Shared, r: &mut TcpStream, name: &str, is_peer: bool) {
                     "unexpected {} on a journal stream",
                     other.name()
                 );
-                return;
+                return armed;
             }
-            Err(_) => return,
+            Err(_) => return armed,
         };
         shared.view.lock().followers.insert(
             name.to_string(),
@@ -192,14 +235,91 @@ fn read_acks(shared: &Shared, r: &mut TcpStream, name: &str, is_peer: bool) {
             if journal.durable_lsn().0.saturating_sub(ack.durable) <= NEAR {
                 // From here on commits wait for the backup; once it has all
                 // that was written before, it may be counted active.
-                engine.set_sync(true);
-                sync_target = Some(journal.end_lsn());
+                if let Some(gen) = engine.arm_sync() {
+                    armed = Some(gen);
+                    // Every commit acknowledged without the backup was
+                    // durable here by now; later ones wait for it.
+                    let target = journal.durable_lsn();
+                    if ack.durable >= target.0 {
+                        shared.send(Msg::CaughtUp { gen });
+                    } else {
+                        sync_target = Some(target);
+                    }
+                }
             }
-        } else if let Some(target) = sync_target {
+        } else if let (Some(target), Some(gen)) = (sync_target, armed) {
             if ack.durable >= target.0 {
                 sync_target = None;
-                shared.send(Msg::Sm(Event::BackupCaughtUp));
+                shared.send(Msg::CaughtUp { gen });
             }
         }
+    }
+}
+
+/// Where two journals part, from their epoch histories: the last epoch
+/// both began at the same position is shared up to where either of them
+/// began its next epoch (or ended). With no epoch in common, at 0.
+pub(crate) fn common_point(
+    mine: &[(u64, Lsn)],
+    mine_end: Lsn,
+    theirs: &[(u64, u64)],
+    their_end: u64,
+) -> u64 {
+    let shared = theirs
+        .iter()
+        .rev()
+        .find(|(e, start)| mine.iter().any(|(me, ms)| me == e && ms.0 == *start));
+    let Some((epoch, _)) = shared else {
+        return 0;
+    };
+    let next_mine = mine
+        .iter()
+        .find(|(e, _)| e > epoch)
+        .map_or(mine_end.0, |(_, s)| s.0);
+    let next_theirs = theirs
+        .iter()
+        .find(|(e, _)| e > epoch)
+        .map_or(their_end, |(_, s)| *s);
+    next_mine.min(next_theirs).min(their_end)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn h(v: &[(u64, u64)]) -> Vec<(u64, Lsn)> {
+        v.iter().map(|(e, s)| (*e, Lsn(*s))).collect()
+    }
+
+    #[test]
+    fn where_histories_part() {
+        // A follower that is a prefix of the primary.
+        assert_eq!(
+            common_point(&h(&[(1, 0), (2, 500)]), Lsn(900), &[(1, 0)], 300),
+            300
+        );
+        assert_eq!(
+            common_point(&h(&[(1, 0), (2, 500)]), Lsn(900), &[(1, 0), (2, 500)], 700),
+            700
+        );
+        // A former primary that wrote past where the next epoch began.
+        assert_eq!(
+            common_point(&h(&[(1, 0), (2, 500)]), Lsn(900), &[(1, 0)], 640),
+            500
+        );
+        // An epoch the new primary never saw (skipped by an operator failover).
+        assert_eq!(
+            common_point(
+                &h(&[(1, 0), (4, 1300)]),
+                Lsn(1500),
+                &[(1, 0), (3, 1200)],
+                1290
+            ),
+            1200
+        );
+        // Nothing in common.
+        assert_eq!(common_point(&h(&[(2, 0)]), Lsn(100), &[(1, 0)], 50), 0);
+        // An empty follower.
+        assert_eq!(common_point(&h(&[(1, 0)]), Lsn(100), &[], 0), 0);
     }
 }

@@ -120,6 +120,12 @@ pub fn encode_subscript_into(s: &Subscript, out: &mut Vec<u8>) {
         }
         Subscript::Str(s) => {
             out.push(TAG_STR);
+            if !s.as_bytes().contains(&0) {
+                // The common case: nothing to escape.
+                out.extend_from_slice(s.as_bytes());
+                out.extend_from_slice(&[0x00, 0x01]);
+                return;
+            }
             let mut chunks = s.as_bytes().split(|&b| b == 0);
             if let Some(first) = chunks.next() {
                 out.extend_from_slice(first);

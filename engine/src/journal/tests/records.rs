@@ -184,6 +184,17 @@ fn frame_header_layout_and_chain() {
     let combined =
         FrameHeader::from_payload_crc(0xdead_beef, RecordKind::Epoch, 5, crc32c::crc32c(payload));
     assert_eq!(combined, h);
+    // And the appenders' path, for small and large payloads.
+    use crate::journal::frame::{PayloadSum, SMALL_PAYLOAD};
+    for n in [0, 5, SMALL_PAYLOAD, SMALL_PAYLOAD + 1, 70_000] {
+        let p: Vec<u8> = (0..n).map(|i| (i * 31 + i / 7) as u8).collect();
+        let chained = FrameHeader::chained(0xdead_beef, RecordKind::Set, &p, PayloadSum::of(&p));
+        assert_eq!(
+            chained,
+            FrameHeader::new(0xdead_beef, RecordKind::Set, &p),
+            "{n} bytes"
+        );
+    }
 }
 
 #[test]

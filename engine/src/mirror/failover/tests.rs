@@ -105,7 +105,13 @@ fn a_new_mirror_registers_its_first_primary_at_the_arbiter() {
     let mut f = Failover::new(cfg("a", Some("b"), true), 0, (0, 0));
     assert_eq!(
         f.handle(arb(None)),
-        vec![Command::Register(w(1, "a", false))]
+        vec![],
+        "with the peer unreachable nobody can know who is ahead"
+    );
+    assert_eq!(
+        f.handle(peer(0, false, (0, 0))),
+        vec![Command::Register(w(1, "a", false))],
+        "equal histories: the smaller name leads"
     );
     assert_eq!(
         f.handle(Event::CasDone {
@@ -114,18 +120,102 @@ fn a_new_mirror_registers_its_first_primary_at_the_arbiter() {
         }),
         vec![Command::BecomePrimary { epoch: 1 }]
     );
-    // The other member, starting later, follows.
+    // The other member waits, then follows.
     let mut g = Failover::new(cfg("b", Some("a"), true), 0, (0, 0));
-    let out = g.handle(arb(None));
-    assert_eq!(out, vec![Command::Register(w(1, "b", false))]);
+    g.handle(arb(None));
+    assert_eq!(g.handle(peer(0, false, (0, 0))), vec![]);
     assert_eq!(
-        g.handle(Event::CasDone {
-            ok: false,
-            state: Some(w(1, "a", false))
-        }),
+        g.handle(peer(1, true, (1, 0))),
         vec![Command::BecomeBackup {
             primary: "a".into()
         }]
+    );
+}
+
+#[test]
+fn a_member_that_lost_its_data_does_not_lead_even_if_the_witness_names_it() {
+    let mut f = Failover::new(cfg("a", Some("b"), true), 0, (0, 0));
+    assert_eq!(f.handle(arb(Some(w(5, "a", false)))), vec![]);
+    assert_eq!(f.role(), &Role::Starting);
+    // Its peer, primary at a newer epoch, is followed.
+    assert_eq!(
+        f.handle(peer(6, true, (6, 900))),
+        vec![Command::BecomeBackup {
+            primary: "b".into()
+        }]
+    );
+}
+
+#[test]
+fn a_backup_with_a_stale_active_flag_does_not_take_over_against_the_witness() {
+    let mut f = active_backup();
+    // The primary went on alone: the arbiter says no active backup ...
+    f.handle(arb(Some(w(3, "a", false))));
+    // ... and a heartbeat sent before that arrives late.
+    f.handle(Event::ActiveNotice { active: true });
+    assert_eq!(
+        f.handle(Event::PeerLost),
+        vec![],
+        "no takeover against an inactive witness"
+    );
+}
+
+#[test]
+fn a_go_alone_request_without_an_answer_is_asked_again() {
+    let mut f = synced_primary();
+    f.handle(Event::PeerLost);
+    f.handle(Event::ArbiterLost); // the answer is lost with the connection
+    assert_eq!(
+        f.handle(Event::Tick { now_ms: 10 }),
+        vec![Command::PauseCommits(
+            "isolated: lost the backup and the arbiter"
+        )]
+    );
+    let out = f.handle(arb(Some(w(3, "a", true))));
+    assert!(
+        out.iter()
+            .any(|c| matches!(c, Command::Cas { new, .. } if !new.backup_active)),
+        "{out:?}"
+    );
+    // Or, with the arbiter back but nothing pending, on the next tick.
+    let mut g = synced_primary();
+    g.handle(Event::PeerLost);
+    g.handle(Event::CasDone {
+        ok: false,
+        state: None,
+    });
+    let out = g.handle(Event::Tick { now_ms: 20 });
+    assert!(matches!(out.as_slice(), [Command::Cas { .. }]), "{out:?}");
+}
+
+#[test]
+fn a_switchover_that_cannot_start_lifts_its_pause() {
+    let mut f = synced_primary();
+    f.handle(Event::ArbiterLost);
+    assert_eq!(f.handle(Event::Switchover), vec![Command::ResumeCommits]);
+    let mut g = synced_primary();
+    g.handle(Event::Switchover);
+    assert_eq!(
+        g.handle(Event::CasDone {
+            ok: false,
+            state: Some(w(3, "a", true))
+        }),
+        vec![Command::ResumeCommits]
+    );
+}
+
+#[test]
+fn a_primary_re_registers_only_when_its_peer_is_not_newer() {
+    let mut f = synced_primary();
+    f.handle(Event::PeerLost);
+    f.handle(Event::CasDone {
+        ok: true,
+        state: Some(w(3, "a", false)),
+    });
+    assert_eq!(
+        f.handle(arb(None)),
+        vec![],
+        "peer unreachable: it may have taken over"
     );
 }
 

@@ -294,11 +294,33 @@ impl Journal {
     /// Errors: `NotHeld` before the oldest segment, `BeyondDurable` past the
     /// durable position, `NotBoundary`, `Corrupt` if the records are damaged.
     pub fn read_raw(&self, from: Lsn, max_bytes: usize) -> Result<(Vec<u8>, Lsn), JournalError> {
+        self.read_raw_to(from, max_bytes, |i| i.durable_lsn())
+    }
+
+    /// Like [`Journal::read_raw`], up to what is written to the segment
+    /// files rather than what is durable: a primary sends its batch to the
+    /// backup while it syncs it itself. A receiver may then hold records
+    /// the sender loses in a crash; the epoch histories tell them apart
+    /// when they meet again, and the receiver rewinds them.
+    pub fn read_raw_written(
+        &self,
+        from: Lsn,
+        max_bytes: usize,
+    ) -> Result<(Vec<u8>, Lsn), JournalError> {
+        self.read_raw_to(from, max_bytes, |i| i.written_lsn())
+    }
+
+    fn read_raw_to(
+        &self,
+        from: Lsn,
+        max_bytes: usize,
+        limit: impl Fn(&Inner) -> Lsn,
+    ) -> Result<(Vec<u8>, Lsn), JournalError> {
         let inner = &*self.inner;
         // Generation before durable: a truncate lowers durable before it
         // bumps the generation, so a stale read never feeds the cache.
         let generation = inner.boundaries.generation();
-        let durable = inner.durable_lsn();
+        let durable = limit(inner);
         if from > durable {
             return Err(JournalError::BeyondDurable { from, durable });
         }

@@ -137,6 +137,14 @@ pub(crate) struct Inner {
     pub(super) end: AtomicU64,
     /// Every byte below is durable.
     pub(super) durable: AtomicU64,
+    /// Every byte below is written to its segment file (readable there),
+    /// perhaps not yet synced: `durable <= written <= end`. A primary
+    /// streams up to here, so its backup's sync runs alongside its own.
+    pub(super) written: AtomicU64,
+    /// `written` moved: streams wait here (apart from the leader's lock,
+    /// which a leader's own caller may hold).
+    pub(super) written_lock: Mutex<()>,
+    pub(super) written_changed: Condvar,
     pub(super) syncs: AtomicU64,
     /// Batches written and synced (flushes that wrote bytes).
     batches: AtomicU64,
@@ -155,6 +163,10 @@ pub(crate) struct Inner {
 impl Inner {
     pub(crate) fn durable_lsn(&self) -> Lsn {
         Lsn(self.durable.load(Ordering::Acquire))
+    }
+
+    pub(crate) fn written_lsn(&self) -> Lsn {
+        Lsn(self.written.load(Ordering::Acquire))
     }
 
     pub(super) fn check_poison(&self) -> Result<(), JournalError> {
@@ -260,6 +272,11 @@ impl Inner {
                 active.name
             )));
         }
+        // Readable now: let streams send it while we sync.
+        self.written
+            .store(start.0 + batch.len() as u64, Ordering::Release);
+        drop(self.written_lock.lock());
+        self.written_changed.notify_all();
         if let Err(e) = active.file.sync() {
             return Err(self.poison(format!(
                 "sync of journal segment {} failed: {e}",
@@ -446,6 +463,9 @@ impl Journal {
             }),
             end: AtomicU64::new(rec.end.0),
             durable: AtomicU64::new(rec.end.0),
+            written: AtomicU64::new(rec.end.0),
+            written_lock: Mutex::new(()),
+            written_changed: Condvar::new(),
             syncs: AtomicU64::new(syncs),
             batches: AtomicU64::new(0),
             poison: OnceLock::new(),

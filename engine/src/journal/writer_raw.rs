@@ -14,7 +14,7 @@ use tracing::{info, warn};
 use super::error::JournalError;
 use super::replicate::walk_frames;
 use super::segment::{create_segment, display_name, parse_segment_file_name, SegmentHeader};
-use super::writer::{Journal, JournalOptions, LeaderGuard};
+use super::writer::{Inner, Journal, JournalOptions, LeaderGuard};
 use crate::storage::Vfs;
 use crate::Lsn;
 
@@ -70,18 +70,50 @@ impl Journal {
     /// if the journal is poisoned (nothing will become durable any more;
     /// check [`Journal::is_poisoned`]).
     pub fn wait_durable_beyond(&self, lsn: Lsn, timeout: Duration) -> Lsn {
+        self.wait_beyond(lsn, timeout, |i| i.durable_lsn())
+    }
+
+    /// Like [`Journal::wait_durable_beyond`] for the written position (see
+    /// [`Journal::read_raw_written`]).
+    pub fn wait_written_beyond(&self, lsn: Lsn, timeout: Duration) -> Lsn {
+        let inner = &*self.inner;
+        let deadline = Instant::now().checked_add(timeout);
+        let mut guard = inner.written_lock.lock();
+        loop {
+            // Durable implies written (a truncate may lower both).
+            let at = inner.written_lsn().max(inner.durable_lsn());
+            if at > lsn || self.is_poisoned() {
+                return at;
+            }
+            match deadline {
+                Some(d) => {
+                    if inner.written_changed.wait_until(&mut guard, d).timed_out() {
+                        return inner.written_lsn();
+                    }
+                }
+                None => inner.written_changed.wait(&mut guard),
+            }
+        }
+    }
+
+    /// End of what is written to the segment files (durable or about to be).
+    pub fn written_lsn(&self) -> Lsn {
+        self.inner.written_lsn()
+    }
+
+    fn wait_beyond(&self, lsn: Lsn, timeout: Duration, pos: impl Fn(&Inner) -> Lsn) -> Lsn {
         let inner = &*self.inner;
         let deadline = Instant::now().checked_add(timeout);
         let mut leading = inner.leader.lock();
         loop {
-            let durable = inner.durable_lsn();
-            if durable > lsn || self.is_poisoned() {
-                return durable;
+            let at = pos(inner);
+            if at > lsn || self.is_poisoned() {
+                return at;
             }
             match deadline {
                 Some(deadline) => {
                     if inner.flushed.wait_until(&mut leading, deadline).timed_out() {
-                        return inner.durable_lsn();
+                        return pos(inner);
                     }
                 }
                 None => inner.flushed.wait(&mut leading),
@@ -147,6 +179,7 @@ impl Journal {
         // From here on readers see the log as cut; positions after `lsn`
         // are forgotten (after lowering durable: see read_raw).
         inner.durable.store(lsn.0, Ordering::Release);
+        inner.written.store(lsn.0, Ordering::Release);
         inner.end.store(lsn.0, Ordering::Release);
         inner.boundaries.forget_after(lsn);
 

@@ -55,6 +55,15 @@ pub(crate) fn serve_follower(
             "{name} has records of epoch {their_last}, newer than ours ({my_last}); not streaming"
         ));
     }
+    // A follower may hold bytes we wrote but have not synced yet (we
+    // stream before our own sync): let that sync finish before comparing.
+    let deadline = Instant::now() + qos_of(&shared);
+    while from.lsn > journal.durable_lsn().0
+        && from.lsn <= journal.written_lsn().0
+        && Instant::now() < deadline
+    {
+        journal.wait_durable_beyond(journal.durable_lsn(), Duration::from_millis(10));
+    }
     let durable = journal.durable_lsn();
     let common = common_point(&mine, durable, &theirs, from.lsn);
     if common == from.lsn {
@@ -171,7 +180,9 @@ pub(crate) fn serve_follower(
                 )?;
                 last_heartbeat = Instant::now();
             }
-            let (bytes, end) = journal.read_raw(pos, CHUNK).map_err(|e| e.to_string())?;
+            let (bytes, end) = journal
+                .read_raw_written(pos, CHUNK)
+                .map_err(|e| e.to_string())?;
             if !bytes.is_empty() {
                 send(
                     &mut s,
@@ -183,7 +194,7 @@ pub(crate) fn serve_follower(
                 pos = end;
                 continue;
             }
-            journal.wait_durable_beyond(pos, (qos / 4).min(Duration::from_millis(50)));
+            journal.wait_written_beyond(pos, (qos / 4).min(Duration::from_millis(50)));
         }
         Ok(())
     })();
@@ -254,6 +265,10 @@ fn read_acks(shared: &Shared, r: &mut TcpStream, name: &str, is_peer: bool) -> O
             }
         }
     }
+}
+
+fn qos_of(shared: &Shared) -> Duration {
+    shared.qos()
 }
 
 /// Where two journals part, from their epoch histories: the last epoch

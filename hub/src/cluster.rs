@@ -116,7 +116,7 @@ impl Plan {
 
     fn config(&self, me: &MemberPlan, data: &Path) -> String {
         let mut t = format!(
-            "mirror = \"{}\"\nname = \"{}\"\ndata = \"{}\"\nlisten = \"{}\"\nadmin = \"{}\"\nqos_ms = {}\ndatabases = [{}]\ncache_mb = 16\n",
+            "mirror = \"{}\"\nname = \"{}\"\ndata = \"{}\"\nlisten = \"{}\"\nadmin = \"{}\"\nqos_ms = {}\ndatabases = [{}]\ncache_mb = 128\n",
             self.mirror,
             me.name,
             data.display(),

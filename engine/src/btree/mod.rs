@@ -118,6 +118,31 @@ impl Tree {
     }
 
     /// The value stored under `key`.
+    /// Calls `f` on the value stored under `key`, without copying it when
+    /// it lives inline in a resident leaf.
+    pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        {
+            let view = self.pager.view();
+            let mut page = self.meta.root;
+            for _ in 0..MAX_DEPTH {
+                match view.get(page) {
+                    Some(Node::Branch { keys, children }) => {
+                        page = children[keys.count_le(key)];
+                    }
+                    Some(Node::Leaf { keys, cells }) => match keys.search(key) {
+                        Err(_) => return Ok(None),
+                        Ok(i) => match &cells[i] {
+                            Cell::Inline(v) => return Ok(Some(f(v))),
+                            _ => break,
+                        },
+                    },
+                    _ => break,
+                }
+            }
+        }
+        Ok(self.get(key)?.map(|v| f(&v)))
+    }
+
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         // Fast path: every page on the way is resident; one shared lock of
         // the pool for the whole descent.

@@ -29,6 +29,12 @@ pub struct Session {
     inner: Arc<Inner>,
     id: u64,
     txn: Option<Txn>,
+    /// The database this session used last: looking it up in the shared
+    /// catalogue on every call costs a lock and a reference count that
+    /// threads fight over.
+    last_db: std::cell::RefCell<Option<Arc<Database>>>,
+    /// Scratch for encoding keys on the read path.
+    key_buf: std::cell::RefCell<Vec<u8>>,
 }
 
 struct Txn {
@@ -54,25 +60,57 @@ impl Session {
             inner,
             id,
             txn: None,
+            last_db: std::cell::RefCell::new(None),
+            key_buf: std::cell::RefCell::new(Vec::new()),
         }
+    }
+
+    /// Like `db` without the reference count, for reads that finish before
+    /// the session's next call.
+    fn db_ref(&self, name: &str) -> Result<std::cell::Ref<'_, Arc<Database>>> {
+        let hit = self
+            .last_db
+            .borrow()
+            .as_ref()
+            .is_some_and(|d| d.name == name);
+        if !hit {
+            let db = self.inner.db(name)?;
+            *self.last_db.borrow_mut() = Some(db);
+        }
+        Ok(std::cell::Ref::map(self.last_db.borrow(), |d| {
+            d.as_ref().expect("just set")
+        }))
+    }
+
+    /// The database named `name`, from this session's one-entry cache.
+    fn db(&self, name: &str) -> Result<Arc<Database>> {
+        let mut last = self.last_db.borrow_mut();
+        if let Some(db) = last.as_ref().filter(|d| d.name == name) {
+            return Ok(db.clone());
+        }
+        let db = self.inner.db(name)?;
+        *last = Some(db.clone());
+        Ok(db)
     }
 
     // ---- reads ----
 
     pub fn get(&self, db: &str, key: &Key) -> Result<Option<Value>> {
-        let db = self.inner.db(db)?;
-        let raw = db
+        let db = self.db_ref(db)?;
+        let mut buf = self.key_buf.borrow_mut();
+        buf.clear();
+        key.encode_into(&mut buf);
+        let value = db
             .tree
             .read()
-            .get(&key.encode())
+            .get_with(&buf, Value::decode)
             .map_err(|e| EngineError::tree(&db.name, e))?;
-        raw.map(|v| Value::decode(&v).map_err(EngineError::from))
-            .transpose()
+        Ok(value.transpose()?)
     }
 
     /// `$DATA`: 0 no node, 1 value only, 10 children only, 11 both.
     pub fn data(&self, db: &str, key: &Key) -> Result<u8> {
-        let db = self.inner.db(db)?;
+        let db = self.db(db)?;
         let enc = key.encode();
         let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
@@ -94,7 +132,7 @@ impl Session {
         })?;
         let from_start = matches!(key.last(), Some(Subscript::Str(s)) if s.is_empty());
         let penc = parent.encode();
-        let db = self.inner.db(db)?;
+        let db = self.db(db)?;
         let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
         let found = match dir {
@@ -131,7 +169,7 @@ impl Session {
     pub fn query(&self, db: &str, key: &Key, dir: Direction) -> Result<Option<Key>> {
         let enc = key.encode();
         let global = model::encode_global_prefix(&key.global);
-        let db = self.inner.db(db)?;
+        let db = self.db(db)?;
         let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
         let found = match dir {
@@ -160,7 +198,7 @@ impl Session {
         const BATCH: usize = 256;
         let enc = root.encode();
         let end = model::subtree_end(&enc);
-        let db = self.inner.db(db)?;
+        let db = self.db(db)?;
         let t = |e| EngineError::tree(&db.name, e);
         let mut from = enc;
         let mut n = 0;
@@ -257,7 +295,7 @@ impl Session {
     pub fn kill(&mut self, dbname: &str, key: &Key) -> Result<u64> {
         self.inner.check_poison()?;
         drop(self.inner.gate.before_write()?);
-        let db = self.inner.db(dbname)?;
+        let db = self.db(dbname)?;
         let enc = key.encode();
         let end = model::subtree_end(&enc);
         let implicit = self.txn.is_none();
@@ -464,7 +502,7 @@ impl Session {
 
     /// `LOCK +key:timeout`; false if it timed out.
     pub fn lock(&self, db: &str, key: &Key, timeout: Duration) -> Result<bool> {
-        self.inner.db(db)?;
+        self.db(db)?;
         Ok(self.inner.locks.lock(self.id, db, &key.encode(), timeout))
     }
 
@@ -520,7 +558,7 @@ impl Session {
             len: key.encoded_len(),
             max: model::MAX_ENCODED_KEY,
         })?;
-        let db = self.inner.db(dbname)?;
+        let db = self.db(dbname)?;
         self.inner.throttle(&db)?;
         // Held until the record is appended: no write of an old regime
         // lands after this member stops being primary.

@@ -70,6 +70,11 @@ enum Cmd {
     Member {
         #[arg(long)]
         config: PathBuf,
+        /// Move this member's store aside (into `<data>/discarded-<time>/`)
+        /// and take a fresh copy from the primary: for a member whose copy
+        /// cannot be trusted (its journal differs from the primary's).
+        #[arg(long)]
+        reseed: bool,
     },
     /// Run the arbiter: the witness that decides failovers, for any number
     /// of mirrors.
@@ -137,7 +142,7 @@ fn main() -> ExitCode {
             commands,
             any,
         } => shell(&connect, &db, commands, any),
-        Cmd::Member { config } => redoubt_hub::cmd::services::member(&config),
+        Cmd::Member { config, reseed } => redoubt_hub::cmd::services::member(&config, reseed),
         Cmd::Arbiter { listen, data } => redoubt_hub::cmd::services::arbiter(&listen, &data),
         Cmd::List { connect, json } => redoubt_hub::cmd::list::run(&connect, json),
         Cmd::Switchover { connect } => redoubt_hub::cmd::actions::switchover(&connect),

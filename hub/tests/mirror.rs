@@ -267,6 +267,45 @@ fn members_restart_in_every_order_without_loss() {
     check(&c, &ALL, &total);
 }
 
+#[test]
+fn members_that_lost_their_disks_seed_from_the_primary_under_load() {
+    for _ in 0..rounds() {
+        let (dir, mut c) = start(Plan::new(&["a", "b"], &["dr"], true, QOS_MS));
+        let load = Load::start(c.addrs(), 4);
+        sleep_ms(800);
+        let (_, backup) = pair(&c);
+        // Both followers lose everything, one after the other, while the
+        // load goes on: each must come back from a copy of the primary.
+        for m in ["dr", backup.as_str()] {
+            c.kill(m).unwrap();
+            std::fs::remove_dir_all(dir.path().join(m)).unwrap();
+            c.start_one(m).unwrap();
+            c.wait_until(Duration::from_secs(20), "the member seeded", |_| {
+                std::fs::read_to_string(dir.path().join(format!("{m}.log")))
+                    .is_ok_and(|l| l.contains("seed complete"))
+            })
+            .unwrap_or_else(|e| panic!("{e}\n{}", logs(&c, &ALL)));
+            sleep_ms(400);
+        }
+        c.wait_until(Duration::from_secs(20), "the seeded backup active", |c| {
+            c.status(&backup)
+                .is_ok_and(|s| s.role == "backup" && s.active_backup)
+        })
+        .unwrap_or_else(|e| panic!("{e}\n{}", logs(&c, &ALL)));
+        let o = load.stop();
+        check(&c, &ALL, &o);
+        // The copies start their journals where the seed did, not at 0.
+        for m in ["dr", backup.as_str()] {
+            let s = c.status(m).unwrap();
+            assert!(
+                s.journal_start > 0,
+                "{m} holds journal from {}",
+                s.journal_start
+            );
+        }
+    }
+}
+
 fn redoubt(args: &[&str]) -> (bool, String) {
     let out = std::process::Command::new(exe())
         .args(args)

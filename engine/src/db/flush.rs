@@ -37,6 +37,11 @@ impl Inner {
     /// journal).
     pub(crate) fn checkpoint_at(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let _cycle = self.cycle.lock();
+        self.cycle_locked(bounds)
+    }
+
+    /// One cycle; the caller holds `self.cycle`.
+    pub(crate) fn cycle_locked(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         if let Some(why) = self.poison.lock().clone() {
             // Memory may disagree with the journal: never write it out.
             return Err(EngineError::Poisoned(why));
@@ -98,6 +103,7 @@ impl Inner {
         let mut wij = self.wij.lock();
         wij.begin_cycle(images)?;
         for (db, range) in per_file {
+            self.preserve_for_seeds(db, &images[range.clone()])?;
             write_images(db, &images[range.clone()])?;
         }
         wij.end_cycle()?;

@@ -23,6 +23,7 @@ mod locks;
 mod recovery;
 mod replica;
 mod rewind;
+mod seed;
 mod session;
 
 #[cfg(test)]
@@ -40,6 +41,10 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use database::{valid_name as valid_database_name, Database};
 pub use gate::Access;
 pub use recovery::{wij_decision, RecoveryReport, WijAction};
+pub use seed::{
+    discard_interrupted_seed, holds_store, interrupted_seed, SeedDatabase, SeedInstall, SeedPlan,
+    SeedSnapshot, SEEDING_MARKER,
+};
 pub use session::{Direction, Session};
 
 use crate::error::{EngineError, Result};
@@ -118,6 +123,8 @@ pub(crate) struct Inner {
     pub(crate) gate: gate::Gate,
     /// Where each epoch of the journal began.
     pub(crate) history: Mutex<history::History>,
+    /// Copies in progress for seeding members (see `seed.rs`).
+    pub(crate) seeds: Mutex<Vec<Arc<seed::FileCopy>>>,
 }
 
 /// Why the write daemon should wake before its interval ends.

@@ -124,6 +124,14 @@ struct DbFile {
 
 pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryReport)> {
     let vfs = opts.vfs.clone();
+    if super::seed::interrupted_seed(&*vfs, dir) {
+        return Err(EngineError::BadDatabaseFile {
+            path: dir.join(super::seed::SEEDING_MARKER).display().to_string(),
+            reason: "a seed into this folder never finished; it holds no usable store \
+                     (a member seeds again at its next start)"
+                .into(),
+        });
+    }
     let db_dir = dir.join("databases");
     for d in [dir.to_path_buf(), db_dir.clone(), dir.join("journal")] {
         vfs.create_dir_all(&d)
@@ -265,6 +273,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         closed: AtomicBool::new(false),
         applier: Mutex::new(Applier::default()),
         history: Mutex::new(history),
+        seeds: Mutex::new(Vec::new()),
         gate: Gate::new(
             if opts_mirrored {
                 Access::ReadOnly { primary: None }

@@ -25,7 +25,7 @@ use parking_lot::Mutex;
 use super::config::{MemberConfig, MemberKind};
 use super::failover::{Command, Config as FailoverConfig, Event, Failover, Role, Witness};
 use super::status::{FollowerStatus, MemberStatus};
-use super::{epoch_file, link_arbiter, link_peer, receiver, serve};
+use super::{epoch_file, link_arbiter, link_peer, receiver, seed, serve};
 use crate::db::{Engine, EngineOptions};
 use crate::wire::MemberRole;
 use crate::Lsn;
@@ -145,6 +145,7 @@ impl Shared {
             primary: v.primary.clone(),
             journal_end: end,
             journal_durable: j.durable_lsn().0,
+            journal_start: j.oldest_lsn().0,
             // A primary applies as it writes; a follower as far as its applier got.
             applied: match self.engine.access() {
                 crate::db::Access::Primary { .. } => j.durable_lsn().0,
@@ -231,6 +232,8 @@ pub enum MemberError {
         #[source]
         source: crate::EngineError,
     },
+    #[error("seeding from the primary failed: {0} (the member seeds again at its next start)")]
+    Seed(String),
     #[error("{context}: {source}")]
     Io {
         context: String,
@@ -239,12 +242,42 @@ pub enum MemberError {
     },
 }
 
+/// A member with an empty data folder (new, or it lost its disk) first
+/// takes a copy from the primary, if one answers; a seed a crash
+/// interrupted is thrown away and taken again.
+fn seed_if_empty(cfg: &MemberConfig) -> Result<(), MemberError> {
+    let fs = crate::storage::os::OsFs;
+    let engine_err = |source| MemberError::Engine {
+        path: cfg.data_dir.display().to_string(),
+        source,
+    };
+    if crate::db::interrupted_seed(&fs, &cfg.data_dir) {
+        tracing::warn!("discarding a seed that never finished");
+        crate::db::discard_interrupted_seed(&fs, &cfg.data_dir).map_err(engine_err)?;
+    }
+    if crate::db::holds_store(&fs, &cfg.data_dir).map_err(engine_err)? {
+        return Ok(());
+    }
+    match seed::fetch(cfg) {
+        Ok(seed::Fetched::NoPrimary) => {
+            tracing::info!("no data and no primary answered: starting empty");
+            Ok(())
+        }
+        Ok(seed::Fetched::Seeded { primary, end }) => {
+            tracing::info!(%primary, %end, "seeded; streaming from the copy's end");
+            Ok(())
+        }
+        Err(e) => Err(MemberError::Seed(e)),
+    }
+}
+
 impl Member {
     pub fn start(cfg: MemberConfig) -> Result<Member, MemberError> {
         cfg.validate().map_err(MemberError::Config)?;
         let io = |context: String| move |source| MemberError::Io { context, source };
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(io(format!("create {}", cfg.data_dir.display())))?;
+        seed_if_empty(&cfg)?;
         let opts = EngineOptions {
             cache_pages: cfg.cache_pages,
             mirrored: true,

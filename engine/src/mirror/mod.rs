@@ -8,6 +8,7 @@ mod link_arbiter;
 mod link_peer;
 mod member;
 mod receiver;
+pub mod seed;
 mod sender;
 mod serve;
 pub mod status;

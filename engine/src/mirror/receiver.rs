@@ -100,15 +100,20 @@ pub(crate) fn find_primary(shared: &Shared) -> Option<String> {
 }
 
 pub(crate) fn connect(shared: &Shared, addr: &str) -> std::io::Result<TcpStream> {
+    connect_to(addr, shared.qos())
+}
+
+/// A member-to-member connection with the mirror's QoS as its timeouts.
+pub(crate) fn connect_to(addr: &str, qos: Duration) -> std::io::Result<TcpStream> {
     use std::net::ToSocketAddrs;
     let sa = addr
         .to_socket_addrs()?
         .next()
         .ok_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing")))?;
-    let s = TcpStream::connect_timeout(&sa, shared.qos().min(Duration::from_secs(2)))?;
+    let s = TcpStream::connect_timeout(&sa, qos.min(Duration::from_secs(2)))?;
     s.set_nodelay(true)?;
-    s.set_read_timeout(Some(shared.qos()))?;
-    s.set_write_timeout(Some(shared.qos()))?;
+    s.set_read_timeout(Some(qos))?;
+    s.set_write_timeout(Some(qos))?;
     Ok(s)
 }
 

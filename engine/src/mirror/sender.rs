@@ -86,7 +86,7 @@ pub(crate) fn serve_follower(
                     Message::SeedNeeded(SeedNeeded {
                         reason: format!(
                             "{name}'s journal differs from the primary's within epoch {their_last} at {}: \
-                             it must be rebuilt (move its data folder away and restart it)",
+                             restart it with `redoubt member --reseed` to take a fresh copy",
                             from.lsn
                         ),
                     }),

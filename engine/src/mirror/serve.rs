@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::member::Shared;
-use super::{link_peer, sender};
+use super::{link_peer, seed, sender};
 use crate::db::Session;
 use crate::error::EngineError;
 use crate::wire::{
@@ -123,6 +123,7 @@ fn connection(shared: Arc<Shared>, mut s: TcpStream) -> Result<(), String> {
                     Ok(())
                 }
                 Message::Status => status_reply(&shared, &mut s),
+                Message::SeedRequest => seed::serve(shared, s, hello.from),
                 other => Err(format!(
                     "unexpected {} from member {}",
                     other.name(),

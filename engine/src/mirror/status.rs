@@ -29,6 +29,10 @@ pub struct MemberStatus {
     pub epoch: u64,
     /// Name of the primary, if known.
     pub primary: Option<String>,
+    /// Oldest journal position this member holds (where its seed began,
+    /// or 0).
+    #[serde(default)]
+    pub journal_start: u64,
     /// End of this member's journal.
     pub journal_end: u64,
     pub journal_durable: u64,

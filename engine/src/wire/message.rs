@@ -19,6 +19,10 @@
 //!   40    Status        admin or member → member (empty payload)
 //!   41    StatusReply   member → asker
 //!   42    PeerState     failover member ↔ failover member (heartbeat link)
+//!   43    SeedRequest   seeding member → primary (empty payload)
+//!   44    SeedStart     primary → seeding member
+//!   45    SeedPages     primary → seeding member
+//!   46    SeedDone      primary → seeding member
 //!   48    Register      member → arbiter
 //!   49    Cas           member → arbiter
 //!   50    CasReply      arbiter → member
@@ -37,6 +41,7 @@ use super::replication::{
     Ack, Diverged, Handoff, Heartbeat, History, JournalChunk, PeerState, SeedNeeded, StatusReply,
     StreamFrom,
 };
+use super::seed::{SeedDone, SeedPages, SeedStart};
 use super::WireError;
 
 /// Frame kinds.
@@ -57,6 +62,10 @@ pub mod kind {
     pub const STATUS: u8 = 40;
     pub const STATUS_REPLY: u8 = 41;
     pub const PEER_STATE: u8 = 42;
+    pub const SEED_REQUEST: u8 = 43;
+    pub const SEED_START: u8 = 44;
+    pub const SEED_PAGES: u8 = 45;
+    pub const SEED_DONE: u8 = 46;
     pub const REGISTER: u8 = 48;
     pub const CAS: u8 = 49;
     pub const CAS_REPLY: u8 = 50;
@@ -81,6 +90,10 @@ pub mod kind {
         STATUS,
         STATUS_REPLY,
         PEER_STATE,
+        SEED_REQUEST,
+        SEED_START,
+        SEED_PAGES,
+        SEED_DONE,
         REGISTER,
         CAS,
         CAS_REPLY,
@@ -108,6 +121,10 @@ pub fn kind_name(k: u8) -> Option<&'static str> {
         kind::STATUS => "Status",
         kind::STATUS_REPLY => "StatusReply",
         kind::PEER_STATE => "PeerState",
+        kind::SEED_REQUEST => "SeedRequest",
+        kind::SEED_START => "SeedStart",
+        kind::SEED_PAGES => "SeedPages",
+        kind::SEED_DONE => "SeedDone",
         kind::REGISTER => "Register",
         kind::CAS => "Cas",
         kind::CAS_REPLY => "CasReply",
@@ -136,6 +153,10 @@ pub enum Message {
     Status,
     StatusReply(StatusReply),
     PeerState(PeerState),
+    SeedRequest,
+    SeedStart(SeedStart),
+    SeedPages(SeedPages),
+    SeedDone(SeedDone),
     Register(Register),
     Cas(Cas),
     CasReply(CasReply),
@@ -163,6 +184,10 @@ impl Message {
             Message::Status => kind::STATUS,
             Message::StatusReply(_) => kind::STATUS_REPLY,
             Message::PeerState(_) => kind::PEER_STATE,
+            Message::SeedRequest => kind::SEED_REQUEST,
+            Message::SeedStart(_) => kind::SEED_START,
+            Message::SeedPages(_) => kind::SEED_PAGES,
+            Message::SeedDone(_) => kind::SEED_DONE,
             Message::Register(_) => kind::REGISTER,
             Message::Cas(_) => kind::CAS,
             Message::CasReply(_) => kind::CAS_REPLY,
@@ -200,6 +225,10 @@ impl Message {
             Message::Status => {}
             Message::StatusReply(m) => m.put(&mut e),
             Message::PeerState(m) => m.put(&mut e),
+            Message::SeedRequest => {}
+            Message::SeedStart(m) => m.put(&mut e),
+            Message::SeedPages(m) => m.put(&mut e),
+            Message::SeedDone(m) => m.put(&mut e),
             Message::Register(m) => m.put(&mut e),
             Message::Cas(m) => m.put(&mut e),
             Message::CasReply(m) => m.put(&mut e),
@@ -230,6 +259,10 @@ impl Message {
             kind::STATUS => Message::Status,
             kind::STATUS_REPLY => Message::StatusReply(StatusReply::get(&mut d)?),
             kind::PEER_STATE => Message::PeerState(PeerState::get(&mut d)?),
+            kind::SEED_REQUEST => Message::SeedRequest,
+            kind::SEED_START => Message::SeedStart(SeedStart::get(&mut d)?),
+            kind::SEED_PAGES => Message::SeedPages(SeedPages::get(&mut d)?),
+            kind::SEED_DONE => Message::SeedDone(SeedDone::get(&mut d)?),
             kind::REGISTER => Message::Register(Register::get(&mut d)?),
             kind::CAS => Message::Cas(Cas::get(&mut d)?),
             kind::CAS_REPLY => Message::CasReply(CasReply::get(&mut d)?),

@@ -9,8 +9,8 @@
 //!   [`write_frame`].
 //! - [`message`]: [`Message`], the kind table, [`send`] / [`recv`].
 //! - Messages by concern: [`hello`] (handshake), [`client`] (requests and
-//!   responses), [`replication`] (member to member), [`arbiter`] (member to
-//!   arbiter).
+//!   responses), [`replication`] (member to member), [`seed`] (a copy for a
+//!   new member), [`arbiter`] (member to arbiter).
 //! - [`codec`]: how fields are laid out inside a payload.
 //! - [`error`]: the error type, [`WireError`].
 //!
@@ -27,6 +27,7 @@ pub mod frame;
 pub mod hello;
 pub mod message;
 pub mod replication;
+pub mod seed;
 
 #[cfg(test)]
 mod tests;
@@ -41,3 +42,4 @@ pub use replication::{
     Ack, Diverged, Handoff, Heartbeat, History, JournalChunk, PeerState, SeedNeeded, StatusReply,
     StreamFrom,
 };
+pub use seed::{SeedDatabase, SeedDone, SeedPages, SeedStart};

@@ -22,9 +22,23 @@ fn termination_flag() -> Result<Arc<AtomicBool>> {
     Ok(flag)
 }
 
-pub fn member(config: &Path) -> Result<()> {
+pub fn member(config: &Path, reseed: bool) -> Result<()> {
     let file = MemberFile::load(config)?;
     let cfg = file.to_config().map_err(anyhow::Error::msg)?;
+    if reseed {
+        match redoubt_engine::mirror::seed::set_aside(&cfg.data_dir)
+            .with_context(|| format!("set aside the store in {}", cfg.data_dir.display()))?
+        {
+            Some(to) => eprintln!(
+                "moved the old store to {}; seeding from the primary",
+                to.display()
+            ),
+            None => eprintln!(
+                "no store in {}; seeding from the primary",
+                cfg.data_dir.display()
+            ),
+        }
+    }
     let stop = termination_flag()?;
     let member = Member::start(cfg).with_context(|| format!("start member {}", file.name))?;
     eprintln!(

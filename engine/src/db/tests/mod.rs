@@ -5,6 +5,7 @@ mod crash;
 mod model_based;
 mod ops;
 mod regressions;
+mod seed;
 
 use std::path::Path;
 use std::sync::Arc;

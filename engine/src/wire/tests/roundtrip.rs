@@ -114,6 +114,27 @@ fn one_of_each() -> Vec<Message> {
         }),
         Message::SeedNeeded(SeedNeeded { reason: "r".into() }),
         Message::Status,
+        Message::SeedRequest,
+        Message::SeedStart(crate::wire::SeedStart {
+            journal_start: 10,
+            prev_crc: 7,
+            journal_end: 99,
+            epochs: vec![(1, 0)],
+            databases: vec![crate::wire::SeedDatabase {
+                file_id: 1,
+                name: "DB".into(),
+                pages: 4,
+            }],
+        }),
+        Message::SeedPages(crate::wire::SeedPages {
+            file_id: 1,
+            first: 2,
+            bytes: vec![1, 2, 3],
+        }),
+        Message::SeedDone(crate::wire::SeedDone {
+            pages: 4,
+            journal_bytes: 89,
+        }),
         Message::StatusReply(StatusReply { json: "{}".into() }),
         Message::PeerState(crate::wire::PeerState {
             epoch: 3,

@@ -190,6 +190,41 @@ fn replication() -> impl Strategy<Value = Message> {
         (u(), text()).prop_map(|(common, reason)| Message::Diverged(Diverged { common, reason })),
         text().prop_map(|reason| Message::SeedNeeded(SeedNeeded { reason })),
         Just(Message::Status),
+        Just(Message::SeedRequest),
+        (
+            (u(), any::<u32>(), u()),
+            prop::collection::vec((u(), u()), 0..4),
+            prop::collection::vec((any::<u32>(), text(), u()), 0..4)
+        )
+            .prop_map(|((journal_start, prev_crc, journal_end), epochs, dbs)| {
+                Message::SeedStart(crate::wire::SeedStart {
+                    journal_start,
+                    prev_crc,
+                    journal_end,
+                    epochs,
+                    databases: dbs
+                        .into_iter()
+                        .map(|(file_id, name, pages)| crate::wire::SeedDatabase {
+                            file_id,
+                            name,
+                            pages,
+                        })
+                        .collect(),
+                })
+            }),
+        (any::<u32>(), u(), prop::collection::vec(any::<u8>(), 0..64)).prop_map(
+            |(file_id, first, bytes)| Message::SeedPages(crate::wire::SeedPages {
+                file_id,
+                first,
+                bytes
+            })
+        ),
+        (u(), u()).prop_map(
+            |(pages, journal_bytes)| Message::SeedDone(crate::wire::SeedDone {
+                pages,
+                journal_bytes
+            })
+        ),
         text().prop_map(|json| Message::StatusReply(StatusReply { json })),
         (any::<u64>(), any::<bool>(), any::<u64>()).prop_map(|(epoch, primary, end)| {
             Message::PeerState(crate::wire::PeerState {

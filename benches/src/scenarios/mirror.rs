@@ -56,7 +56,11 @@ fn median_run(runs: &[Run]) -> Run {
 
 fn commits(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let reps = ctx.pick(3, 1);
-    let secs = ctx.pick(3.0, 1.0);
+    // REDOUBT_BENCH_SECS stretches every point, e.g. to profile one.
+    let secs = std::env::var("REDOUBT_BENCH_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(ctx.pick(3.0, 1.0));
     let d = Duration::from_secs_f64(secs);
     report.section(format!(
         "Mirrored commits: one SET of a random 16-byte key to a 100-byte value per commit, through \

@@ -36,6 +36,10 @@ struct State {
     /// Everything before this position is durable on the backup.
     acked: Lsn,
     paused: Option<String>,
+    /// Commits waiting for the backup, parked: `(position, thread)`. An
+    /// acknowledgement wakes only those it covers; any other change wakes
+    /// them all.
+    waiters: Vec<(Lsn, std::thread::Thread)>,
 }
 
 pub(crate) struct Gate {
@@ -62,6 +66,7 @@ impl Gate {
                 sync_gen: 0,
                 acked: Lsn::ZERO,
                 paused: None,
+                waiters: Vec::new(),
             }),
             changed: Condvar::new(),
             pause_timeout,
@@ -70,7 +75,13 @@ impl Gate {
     }
 
     fn update(&self, f: impl FnOnce(&mut State)) {
-        f(&mut self.state.lock());
+        {
+            let mut s = self.state.lock();
+            f(&mut s);
+            for (_, t) in s.waiters.drain(..) {
+                t.unpark();
+            }
+        }
         self.changed.notify_all();
     }
 
@@ -104,6 +115,9 @@ impl Gate {
         st.sync = true;
         st.sync_gen += 1;
         let gen = st.sync_gen;
+        for (_, t) in st.waiters.drain(..) {
+            t.unpark();
+        }
         drop(st);
         self.changed.notify_all();
         Some(gen)
@@ -141,7 +155,16 @@ impl Gate {
     }
 
     pub fn backup_acked(&self, upto: Lsn) {
-        self.update(|s| s.acked = s.acked.max(upto));
+        let mut s = self.state.lock();
+        s.acked = s.acked.max(upto);
+        let acked = s.acked;
+        s.waiters.retain(|(end, t)| {
+            let done = *end <= acked;
+            if done {
+                t.unpark();
+            }
+            !done
+        });
     }
 
     pub fn reset_acked(&self, at: Lsn) {
@@ -218,7 +241,11 @@ impl Gate {
                 Access::Primary { .. } if !s.sync => return Ok(()),
                 Access::Primary { .. } => {}
             }
-            self.changed.wait(&mut s);
+            let me = std::thread::current();
+            s.waiters.push((end, me.clone()));
+            // An unpark between the unlock and the park is not lost.
+            parking_lot::MutexGuard::unlocked(&mut s, std::thread::park);
+            s.waiters.retain(|(_, t)| t.id() != me.id());
         }
     }
 }

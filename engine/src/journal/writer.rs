@@ -11,9 +11,9 @@
 //!   lock: a flush may have ended since its first look) becomes the leader:
 //!   it takes the pending bytes (up to `max_batch_bytes`, cut at a record
 //!   boundary), does ONE write and ONE sync, publishes the new durable
-//!   position and wakes every waiter. A committer that finds a flush
-//!   running waits for it, then checks again (its record may be in the next
-//!   batch, which it may lead).
+//!   position and wakes the committers it covered, and one more to lead
+//!   the next batch (see [`LeaderGuard`]). A committer that finds a flush
+//!   running parks until then, and checks again.
 //! - Every sync makes new bytes durable: a batch is synced only if it wrote
 //!   bytes (nothing pending, no sync), and a committer whose position is
 //!   already durable never leads. Besides batches, only the creation of a
@@ -151,6 +151,9 @@ pub(crate) struct Inner {
     poison: OnceLock<String>,
     /// True while a flush leader runs (or a truncate, which excludes flushes).
     pub(super) leader: Mutex<bool>,
+    /// Committers waiting for a running flush, parked: `(position, thread)`.
+    /// Taken after `leader`. See [`LeaderGuard`] for who wakes whom.
+    committers: Mutex<Vec<(Lsn, std::thread::Thread)>>,
     /// Notified after every flush: committers and
     /// [`Journal::wait_durable_beyond`] wait on it.
     pub(super) flushed: Condvar,
@@ -326,12 +329,38 @@ impl Inner {
 }
 
 /// Clears the leader flag and wakes waiters, even if the flush panicked.
+///
+/// Parked committers are woken selectively, so a flush does not wake the
+/// committers it did not cover only to have all but one of them wait
+/// again: those now durable return, and ONE of the rest (if any) is
+/// woken to lead the next flush; it leaves the list when woken, and
+/// whoever leads next does the same when it ends, so every parked
+/// committer is covered or designated eventually. On poison everyone is
+/// woken (they return the error). Timed waiters and truncates wait on
+/// `flushed` and are all notified.
 pub(super) struct LeaderGuard<'a>(pub(super) &'a Inner);
 
 impl Drop for LeaderGuard<'_> {
     fn drop(&mut self) {
-        *self.0.leader.lock() = false;
-        self.0.flushed.notify_all();
+        let inner = self.0;
+        let mut leading = inner.leader.lock();
+        *leading = false;
+        let durable = inner.durable_lsn();
+        let all = inner.poison.get().is_some();
+        let mut waiting = inner.committers.lock();
+        waiting.retain(|(upto, t)| {
+            let done = all || *upto <= durable;
+            if done {
+                t.unpark();
+            }
+            !done
+        });
+        if let Some(i) = (0..waiting.len()).min_by_key(|&i| waiting[i].0) {
+            waiting.swap_remove(i).1.unpark();
+        }
+        drop(waiting);
+        drop(leading);
+        inner.flushed.notify_all();
     }
 }
 
@@ -470,6 +499,7 @@ impl Journal {
             batches: AtomicU64::new(0),
             poison: OnceLock::new(),
             leader: Mutex::new(false),
+            committers: Mutex::new(Vec::new()),
             flushed: Condvar::new(),
             active: Mutex::new(active),
             segments: RwLock::new(segments),
@@ -534,7 +564,14 @@ impl Journal {
             {
                 let mut leading = inner.leader.lock();
                 if *leading {
-                    inner.flushed.wait(&mut leading);
+                    let me = std::thread::current();
+                    inner.committers.lock().push((upto, me.clone()));
+                    drop(leading);
+                    // Woken when our position is durable, to lead the next
+                    // flush, or spuriously; an unpark that came before the
+                    // park makes it return at once.
+                    std::thread::park();
+                    inner.committers.lock().retain(|(_, t)| t.id() != me.id());
                     continue;
                 }
                 // A flush may have ended since the check above (it publishes

@@ -181,7 +181,14 @@ fn follow_once(
             .name("redoubt-apply".into())
             .spawn(move || {
                 for (records, end) in apply_rx {
-                    if let Err(e) = shared.engine.apply_received(records, end) {
+                    // Applied only once durable here (the acker makes it so).
+                    let applied = shared
+                        .engine
+                        .journal()
+                        .wait_durable(end)
+                        .map_err(crate::EngineError::from)
+                        .and_then(|()| shared.engine.apply_received(records, end));
+                    if let Err(e) = applied {
                         tracing::error!(error = %e, "applying the primary's journal failed");
                         return;
                     }
@@ -191,7 +198,7 @@ fn follow_once(
     };
     let limits = FrameLimits::MEMBER;
     let mut progress = CatchUp::new(end.0);
-    let mut received = end;
+    let acker = Acker::start(shared, &s, end)?;
     let result = (|| -> Result<Option<wire::Diverged>, String> {
         while !stop.load(Ordering::SeqCst) && !shared.stopping() {
             let msg = wire::recv(&mut s, limits).map_err(|e| e.to_string())?;
@@ -204,12 +211,10 @@ fn follow_once(
                     let new_end = journal
                         .append_raw(start, &chunk.bytes)
                         .map_err(|e| e.to_string())?;
-                    journal.wait_durable(new_end).map_err(|e| e.to_string())?;
+                    acker.received(new_end);
                     apply_tx
                         .send((records, new_end))
                         .map_err(|_| "the apply thread stopped".to_string())?;
-                    received = new_end;
-                    ack(&mut s, shared, received)?;
                     let target = shared
                         .view
                         .lock()
@@ -233,7 +238,7 @@ fn follow_once(
                     if changed {
                         shared.send(Msg::Sm(Event::ActiveNotice { active: h.active }));
                     }
-                    ack(&mut s, shared, received)?;
+                    acker.heartbeat()?;
                 }
                 Message::Handoff(h) => {
                     tracing::warn!(epoch = h.epoch, "the primary hands over to us");
@@ -249,8 +254,12 @@ fn follow_once(
         }
         Ok(None)
     })();
+    let acked = acker.stop();
     drop(apply_tx);
     let _ = applier.join();
+    if let (Ok(None), Err(e)) = (&result, acked) {
+        return Err(e);
+    }
     match result? {
         None => Ok(()),
         Some(d) => {
@@ -260,6 +269,97 @@ fn follow_once(
                 .rewind_to(Lsn(d.common))
                 .map_err(|e| format!("rewind to {}: {e}", d.common))
         }
+    }
+}
+
+/// Makes what the stream delivered durable and acknowledges it, on its own
+/// thread: while one fsync runs, the stream goes on receiving, and the
+/// next fsync covers every chunk that arrived meanwhile (group commit on
+/// the backup's side, so a busy primary's batches do not queue up behind
+/// one fsync each). Also answers the primary's heartbeats.
+struct Acker {
+    state: Arc<(parking_lot::Mutex<AckState>, parking_lot::Condvar)>,
+    handle: JoinHandle<Result<(), String>>,
+}
+
+struct AckState {
+    received: Lsn,
+    heartbeat: bool,
+    stop: bool,
+}
+
+impl Acker {
+    fn start(shared: &Arc<Shared>, s: &TcpStream, from: Lsn) -> Result<Acker, String> {
+        let mut w = s.try_clone().map_err(|e| e.to_string())?;
+        let state = Arc::new((
+            parking_lot::Mutex::new(AckState {
+                received: from,
+                heartbeat: false,
+                stop: false,
+            }),
+            parking_lot::Condvar::new(),
+        ));
+        let handle = {
+            let (shared, state) = (shared.clone(), state.clone());
+            std::thread::Builder::new()
+                .name("redoubt-ack".into())
+                .spawn(move || {
+                    let (m, cv) = &*state;
+                    let mut acked = from;
+                    loop {
+                        let received = {
+                            let mut st = m.lock();
+                            while !st.stop && st.received <= acked && !st.heartbeat {
+                                cv.wait(&mut st);
+                            }
+                            if st.stop {
+                                return Ok(());
+                            }
+                            st.heartbeat = false;
+                            st.received
+                        };
+                        if received > acked {
+                            shared
+                                .engine
+                                .journal()
+                                .wait_durable(received)
+                                .map_err(|e| e.to_string())?;
+                            acked = received;
+                        }
+                        ack(&mut w, &shared, received)?;
+                    }
+                })
+                .map_err(|e| e.to_string())?
+        };
+        Ok(Acker { state, handle })
+    }
+
+    /// The stream appended up to `end` (not yet durable).
+    fn received(&self, end: Lsn) {
+        let (m, cv) = &*self.state;
+        m.lock().received = end;
+        cv.notify_one();
+    }
+
+    /// A heartbeat arrived: acknowledge (even if nothing is new). Fails if
+    /// the acker stopped (its socket broke).
+    fn heartbeat(&self) -> Result<(), String> {
+        if self.handle.is_finished() {
+            return Err("acknowledging to the primary failed".into());
+        }
+        let (m, cv) = &*self.state;
+        m.lock().heartbeat = true;
+        cv.notify_one();
+        Ok(())
+    }
+
+    fn stop(self) -> Result<(), String> {
+        let (m, cv) = &*self.state;
+        m.lock().stop = true;
+        cv.notify_one();
+        self.handle
+            .join()
+            .unwrap_or_else(|_| Err("the ack thread panicked".into()))
     }
 }
 

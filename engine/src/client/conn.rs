@@ -15,6 +15,11 @@ use crate::wire::{
 /// An open, handshaken connection.
 pub struct Conn {
     stream: TcpStream,
+    /// Reads go through a buffer: a frame's header and payload usually
+    /// arrive in one read.
+    reader: io::BufReader<TcpStream>,
+    /// The read timeout set on the socket, so it is set only on change.
+    read_timeout: Option<Duration>,
     pub addr: String,
     pub welcome: Welcome,
     limits: FrameLimits,
@@ -78,7 +83,13 @@ impl Conn {
         send(&mut stream, &Message::Hello(hello)).map_err(|e| failed("handshake", &e))?;
         match recv(&mut stream, opts.limits) {
             Ok(Message::Welcome(welcome)) => Ok(Conn {
+                reader: io::BufReader::new(
+                    stream
+                        .try_clone()
+                        .map_err(|e| failed("cannot set up the connection", &e))?,
+                ),
                 stream,
+                read_timeout: Some(opts.connect_timeout),
                 addr: addr.to_string(),
                 welcome,
                 limits: opts.limits,
@@ -120,10 +131,13 @@ impl Conn {
             return Err(CallError::NotSent(WireError::Io(e)));
         }
         let timeout = self.io_timeout.saturating_add(extra);
-        if let Err(e) = self.stream.set_read_timeout(Some(timeout)) {
-            return Err(CallError::Lost(WireError::Io(e)));
+        if self.read_timeout != Some(timeout) {
+            if let Err(e) = self.stream.set_read_timeout(Some(timeout)) {
+                return Err(CallError::Lost(WireError::Io(e)));
+            }
+            self.read_timeout = Some(timeout);
         }
-        match recv(&mut self.stream, self.limits) {
+        match recv(&mut self.reader, self.limits) {
             Ok(Message::Response(r)) if r.id == req.id => Ok(r),
             Ok(Message::Response(r)) => Err(CallError::Lost(WireError::malformed(
                 crate::wire::kind::RESPONSE,
@@ -152,15 +166,13 @@ impl Conn {
     /// sent something unasked, so that nothing more can be sent on it.
     /// Checked without blocking before each request.
     fn closed_by_peer(&self) -> Option<io::Error> {
-        if let Err(e) = self.stream.set_nonblocking(true) {
-            return Some(e);
+        if !self.reader.buffer().is_empty() {
+            return Some(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the member sent data nobody asked for",
+            ));
         }
-        let mut b = [0u8; 1];
-        let r = self.stream.peek(&mut b);
-        if let Err(e) = self.stream.set_nonblocking(false) {
-            return Some(e);
-        }
-        match r {
+        match peek_now(&self.stream) {
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => None,
             Err(e) => Some(e),
             Ok(0) => Some(io::Error::new(
@@ -173,4 +185,35 @@ impl Conn {
             )),
         }
     }
+}
+
+/// One non-blocking peek at the socket (a single `recv` with
+/// `MSG_PEEK | MSG_DONTWAIT`; the socket itself stays blocking).
+#[cfg(unix)]
+fn peek_now(s: &TcpStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is a valid, writable buffer of the length passed, and the
+    // descriptor is owned by `s` for the duration of the call.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            b.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(unix))]
+fn peek_now(s: &TcpStream) -> io::Result<usize> {
+    s.set_nonblocking(true)?;
+    let r = s.peek(&mut [0u8; 1]);
+    s.set_nonblocking(false)?;
+    r
 }

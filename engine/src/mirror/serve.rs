@@ -141,8 +141,10 @@ fn status_reply(shared: &Shared, s: &mut TcpStream) -> Result<(), String> {
 
 fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
     let mut session = shared.engine.session();
+    // Buffered reads: a request's header and payload in one read.
+    let mut r = std::io::BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
     loop {
-        let msg = match wire::recv(&mut s, FrameLimits::CLIENT) {
+        let msg = match wire::recv(&mut r, FrameLimits::CLIENT) {
             Ok(m) => m,
             Err(wire::WireError::Closed) => return Ok(()),
             Err(e) => return Err(e.to_string()),

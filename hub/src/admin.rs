@@ -244,6 +244,11 @@ fn metrics(st: &MemberStatus) -> String {
         "redoubt_commits_total{{{labels}}} {}\n",
         st.commits
     ));
+    out.push_str("# HELP redoubt_journal_syncs_total fsyncs of the journal\n# TYPE redoubt_journal_syncs_total counter\n");
+    out.push_str(&format!(
+        "redoubt_journal_syncs_total{{{labels}}} {}\n",
+        st.journal_syncs
+    ));
     out.push_str("# HELP redoubt_follower_lag_bytes journal a follower still lacks\n# TYPE redoubt_follower_lag_bytes gauge\n");
     for f in &st.followers {
         out.push_str(&format!(

@@ -83,12 +83,23 @@ fn commits(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let mut unsynced: Vec<String> = Vec::new();
     for threads in [1usize, 16, 64] {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+        let mut syncs_per_commit: Vec<(f64, f64)> = Vec::new();
         for rep in 0..reps {
             let seed = (threads * 1000 + rep) as u64;
             // Interleaved, so a noisy moment hits both alike.
             let before = primary_commits(&mirror);
+            let syncs_before = journal_syncs(&mirror);
             let r = run_ours(&mirror, threads, d, seed)?;
             let after = primary_commits(&mirror);
+            if let (Some((p0, b0)), Some((p1, b1)), Some(b), Some(a)) =
+                (syncs_before, journal_syncs(&mirror), before, after)
+            {
+                let commits = a.saturating_sub(b).max(1) as f64;
+                syncs_per_commit.push((
+                    (p1 - p0) as f64 / commits,
+                    (b1.saturating_sub(b0)) as f64 / commits,
+                ));
+            }
             if let Some(why) = still_synced(&mirror) {
                 unsynced.push(format!("after the {threads}-client run: {why}"));
             }
@@ -139,6 +150,23 @@ fn commits(ctx: &Ctx, report: &mut Report) -> Result<()> {
                 None => report.figure(&name, ours_v, unit),
             }
         }
+        if !syncs_per_commit.is_empty() {
+            let mid = |mut v: Vec<f64>| {
+                v.sort_by(f64::total_cmp);
+                v[v.len() / 2]
+            };
+            let (p, b): (Vec<f64>, Vec<f64>) = syncs_per_commit.into_iter().unzip();
+            report.figure(
+                &format!("journal fsyncs per commit, {threads} {who}: primary"),
+                mid(p),
+                "fsyncs",
+            );
+            report.figure(
+                &format!("journal fsyncs per commit, {threads} {who}: backup"),
+                mid(b),
+                "fsyncs",
+            );
+        }
         ctx.progress(format!(
             "{threads} clients: redoubt {:.0}/s{}",
             o.commits_per_s,
@@ -188,6 +216,15 @@ fn commits(ctx: &Ctx, report: &mut Report) -> Result<()> {
 fn primary_commits(m: &Mirror) -> Option<u64> {
     let p = m.cluster.primary()?;
     m.cluster.status(&p).ok().map(|s| s.commits)
+}
+
+/// Journal fsyncs so far of the primary and of the other failover member.
+fn journal_syncs(m: &Mirror) -> Option<(u64, u64)> {
+    let p = m.cluster.primary()?;
+    let b = hub::MEMBERS.iter().find(|n| **n != p && **n != "arbiter")?;
+    let ps = m.cluster.status(&p).ok()?;
+    let bs = m.cluster.status(b).ok()?;
+    Some((ps.journal_syncs, bs.journal_syncs))
 }
 
 /// Why the mirror is not (or no longer) a primary with a synchronous

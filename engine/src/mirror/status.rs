@@ -57,6 +57,10 @@ pub struct MemberStatus {
     pub witness: Option<String>,
     pub followers: Vec<FollowerStatus>,
     pub commits: u64,
+    /// fsyncs of this member's journal since it started (group commit: a
+    /// sync covers many commits).
+    #[serde(default)]
+    pub journal_syncs: u64,
     pub poisoned: Option<String>,
     /// Where each epoch of this member's journal began: (epoch, position).
     pub epochs: Vec<(u64, u64)>,

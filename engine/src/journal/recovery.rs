@@ -52,6 +52,10 @@ pub enum Spot {
     /// Bytes that are not a valid record: zero-filled, a short header, a bad
     /// length or kind, a short payload, or a checksum mismatch.
     Record,
+    /// Only zeros from here to the end of the file: the space the writer
+    /// reserves ahead of its records (`RESERVE_BYTES`), or a batch none of
+    /// whose sectors reached the disk.
+    Zeros,
 }
 
 /// The inputs of the decision, all booleans except the spot.
@@ -136,8 +140,11 @@ const KNOWN_DURABLE: &str = "it lies before a position known durable";
 /// 10  Record    yes   yes             -             Corrupt: damage before a durable point
 /// 11  Record    yes   no              yes           Corrupt: valid records beyond one batch
 /// 12  Record    yes   no              no            TruncateTail (torn batch)
+/// 13  Zeros     no    -               -             Corrupt: later segment proves it synced
+/// 14  Zeros     yes   yes             -             Corrupt: log ends before a durable point
+/// 15  Zeros     yes   no              -             CleanEnd (reserved space stays)
 /// ```
-pub const DECISIONS: [Row; 12] = [
+pub const DECISIONS: [Row; 15] = [
     row(Spot::End, N, ANY, ANY, Outcome::NextSegment),
     row(Spot::End, Y, N, ANY, Outcome::CleanEnd),
     row(Spot::End, Y, Y, ANY, Outcome::Corrupt(KNOWN_DURABLE)),
@@ -168,6 +175,9 @@ pub const DECISIONS: [Row; 12] = [
         Outcome::Corrupt("valid records follow it farther than one batch (max_batch_bytes), so it is not a torn write"),
     ),
     row(Spot::Record, Y, N, N, Outcome::TruncateTail),
+    row(Spot::Zeros, N, ANY, ANY, Outcome::Corrupt(LATER_SEGMENT)),
+    row(Spot::Zeros, Y, Y, ANY, Outcome::Corrupt(KNOWN_DURABLE)),
+    row(Spot::Zeros, Y, N, ANY, Outcome::CleanEnd),
 ];
 
 impl Row {
@@ -388,18 +398,18 @@ pub(crate) fn recover(
             },
             Some(_) => {
                 let before_durable = lsn < known_durable;
-                // Only rows 11 and 12 look at beyond_batch; skip the read
-                // and scan where any value gives the same outcome.
-                let beyond_batch = if last_segment && !before_durable {
-                    let mut tail = vec![0u8; (file_len - offset) as usize];
-                    file.read_exact_at(&mut tail, offset)
-                        .map_err(io(format!("read journal segment {name}")))?;
-                    valid_reach(&tail, max_batch) > max_batch
-                } else {
-                    false
-                };
+                let mut tail = vec![0u8; (file_len - offset) as usize];
+                file.read_exact_at(&mut tail, offset)
+                    .map_err(io(format!("read journal segment {name}")))?;
+                let zeros = tail.iter().all(|b| *b == 0);
+                // Only rows 11 and 12 look at beyond_batch; skip the scan
+                // where any value gives the same outcome.
+                let beyond_batch = !zeros
+                    && last_segment
+                    && !before_durable
+                    && valid_reach(&tail, max_batch) > max_batch;
                 Facts {
-                    spot: Spot::Record,
+                    spot: if zeros { Spot::Zeros } else { Spot::Record },
                     last_segment,
                     before_durable,
                     beyond_batch,

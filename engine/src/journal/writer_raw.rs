@@ -229,6 +229,7 @@ impl Journal {
         active.name = name.clone();
         active.file = file;
         active.len = len;
+        active.reserved = len;
         active.last_crc = crc;
         pending.buf.clear();
         pending.taken = 0;

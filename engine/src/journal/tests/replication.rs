@@ -11,7 +11,10 @@ use rand::Rng;
 use super::{
     append_all, random_record, read_all, read_from, records_of, rng, small_opts, tagged, Env,
 };
-use crate::journal::{FrameHeader, Journal, JournalError, JournalOptions, Record, SegmentHeader};
+use crate::journal::{
+    parse_segment_file_name, FrameHeader, Journal, JournalError, JournalOptions, Record,
+    SegmentHeader,
+};
 use crate::storage::sim::{CrashFate, SimFs};
 use crate::storage::{OpenMode, Vfs};
 use crate::Lsn;
@@ -34,7 +37,27 @@ fn encode_stream(prev_crc: u32, recs: &[Record]) -> (Vec<u8>, u32) {
 
 /// The segment files' bytes after their headers, concatenated: the record
 /// stream as stored.
-fn stored_stream(vfs: &dyn Vfs, dir: &Path) -> Vec<u8> {
+/// The record bytes the segment files hold after their headers, up to
+/// `end` (the last segment may go on with zeros reserved ahead).
+fn stored_stream(vfs: &dyn Vfs, dir: &Path, end: Lsn) -> Vec<u8> {
+    let mut out = stored_bytes(vfs, dir);
+    let first = vfs
+        .list(dir)
+        .unwrap()
+        .iter()
+        .filter_map(|p| parse_segment_file_name(p.file_name()?.to_str()?))
+        .min()
+        .unwrap_or(Lsn::ZERO);
+    let keep = (end.0 - first.0) as usize;
+    assert!(
+        out[keep..].iter().all(|b| *b == 0),
+        "only reserved zeros follow the end"
+    );
+    out.truncate(keep);
+    out
+}
+
+fn stored_bytes(vfs: &dyn Vfs, dir: &Path) -> Vec<u8> {
     let mut paths: Vec<PathBuf> = vfs
         .list(dir)
         .unwrap()
@@ -134,7 +157,11 @@ fn read_raw_crosses_segments_and_decodes_like_read_from() {
         let durable = j.durable_lsn();
         assert_eq!(durable.0, expected.len() as u64);
         // The files hold exactly this stream after their headers.
-        assert_eq!(stored_stream(&*env.vfs, &env.dir), expected, "{name}");
+        assert_eq!(
+            stored_stream(&*env.vfs, &env.dir, j.durable_lsn()),
+            expected,
+            "{name}"
+        );
 
         // Everything at once.
         let (all, end) = j.read_raw(Lsn::ZERO, usize::MAX).unwrap();
@@ -353,8 +380,8 @@ fn append_raw_makes_a_byte_identical_journal() {
         assert_eq!(member.last_crc(), primary.last_crc());
         assert_eq!(read_all(&member), read_all(&primary), "{name}");
         assert_eq!(
-            stored_stream(&*env.vfs, &menv.dir),
-            stored_stream(&*env.vfs, &env.dir),
+            stored_stream(&*env.vfs, &menv.dir, member.durable_lsn()),
+            stored_stream(&*env.vfs, &env.dir, primary.durable_lsn()),
             "{name}"
         );
         assert!(
@@ -372,8 +399,8 @@ fn append_raw_makes_a_byte_identical_journal() {
         replicate(&primary, &member, 6);
         assert_eq!(read_all(&member), read_all(&primary), "{name}");
         assert_eq!(
-            stored_stream(&*env.vfs, &menv.dir),
-            stored_stream(&*env.vfs, &env.dir),
+            stored_stream(&*env.vfs, &menv.dir, member.durable_lsn()),
+            stored_stream(&*env.vfs, &env.dir, primary.durable_lsn()),
             "{name}"
         );
         // The member can serve the same stream in turn.
@@ -616,7 +643,11 @@ fn truncate_cuts_back_and_appends_continue_the_chain() {
         let (j, report) = env.open(small_opts(), new_pos.last().unwrap().1);
         assert_eq!(report.repair, None, "{name}");
         assert_eq!(records_of(&read_all(&j)), want);
-        assert_eq!(stored_stream(&*env.vfs, &env.dir), stream, "{name}");
+        assert_eq!(
+            stored_stream(&*env.vfs, &env.dir, j.durable_lsn()),
+            stream,
+            "{name}"
+        );
 
         // Cut exactly at a segment start, then to the very beginning.
         let (s, _) = j.segments()[2].clone();
@@ -720,7 +751,11 @@ fn reset_starts_a_journal_at_a_given_position() {
         assert_eq!(records_of(&read_from(&j, start)), recs);
         let (stream, last) = encode_stream(seed, &recs);
         assert_eq!(j.read_raw(start, usize::MAX).unwrap().0, stream);
-        assert_eq!(stored_stream(&*env.vfs, &env.dir), stream, "{name}");
+        assert_eq!(
+            stored_stream(&*env.vfs, &env.dir, j.durable_lsn()),
+            stream,
+            "{name}"
+        );
         drop(j);
         let (j, report) = env.open(small_opts(), pos.last().unwrap().1);
         assert_eq!(
@@ -895,7 +930,7 @@ fn a_crash_during_append_raw_leaves_a_prefix() {
             let got = read_all(&m);
             assert!(m.durable_lsn() >= acked, "{what}: acknowledged bytes lost");
             assert_eq!(got[..], all[..got.len()], "{what}: not a prefix");
-            let held = stored_stream(&*vfs, &dir);
+            let held = stored_stream(&*vfs, &dir, m.durable_lsn());
             assert_eq!(held[..], stream[..held.len()], "{what}: bytes differ");
             // Replication resumes from the recovered end.
             replicate(&primary, &m, n);
@@ -904,7 +939,11 @@ fn a_crash_during_append_raw_leaves_a_prefix() {
             let (m, report) =
                 Journal::open(vfs.clone(), &dir, opts, primary.durable_lsn()).unwrap();
             assert_eq!(report.repair, None, "{what}");
-            assert_eq!(stored_stream(&*vfs, &dir), stream, "{what}");
+            assert_eq!(
+                stored_stream(&*vfs, &dir, m.durable_lsn()),
+                stream,
+                "{what}"
+            );
             drop(m);
         }
     }

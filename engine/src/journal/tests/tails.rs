@@ -114,11 +114,25 @@ fn half_a_header_is_cut() {
 }
 
 #[test]
-fn zeros_after_the_end_are_cut() {
+fn zeros_after_the_end_are_a_clean_end_and_stay() {
+    // What the writer reserves ahead of its records (RESERVE_BYTES), or a
+    // batch none of whose sectors was written: nothing to repair.
     for env in Env::both() {
         let (recs, _, _) = write_log(&env, one_segment(), 30);
-        env.append_bytes(&env.last_segment(), &[0u8; 700]);
-        expect_repaired(&env, one_segment(), &recs, 700, "zero-filled");
+        let seg = env.last_segment();
+        env.append_bytes(&seg, &[0u8; 700]);
+        let len = env.file_len(&seg);
+        let (j, report) = env.open(one_segment(), Lsn::ZERO);
+        assert!(report.repair.is_none(), "{report:?}");
+        assert_eq!(report.records, recs.len() as u64);
+        assert_eq!(env.file_len(&seg), len, "the zeros stay while open");
+        // The next batch writes over them.
+        j.append(&recs[0]).unwrap();
+        j.flush().unwrap();
+        drop(j);
+        let (_, report) = env.open(one_segment(), Lsn::ZERO);
+        assert!(report.repair.is_none());
+        assert_eq!(report.records, recs.len() as u64 + 1);
     }
 }
 
@@ -488,7 +502,13 @@ fn sim_flip_bit_reports_lsn_segment_and_offset() {
 
 #[test]
 fn every_combination_of_facts_falls_into_exactly_one_case() {
-    let spots = [Spot::End, Spot::Header, Spot::Mismatch, Spot::Record];
+    let spots = [
+        Spot::End,
+        Spot::Header,
+        Spot::Mismatch,
+        Spot::Record,
+        Spot::Zeros,
+    ];
     let mut combos = 0;
     for spot in spots {
         for last_segment in [false, true] {
@@ -507,7 +527,7 @@ fn every_combination_of_facts_falls_into_exactly_one_case() {
             }
         }
     }
-    assert_eq!(combos, 32);
+    assert_eq!(combos, 40);
     // Every row is reachable.
     for (i, row) in DECISIONS.iter().enumerate() {
         let reachable = spots.iter().any(|&spot| {
@@ -542,7 +562,17 @@ fn the_only_repairs_are_in_the_last_segment_after_durable_points() {
     assert_eq!(f(Spot::Header, true, false, false), Outcome::DropSegment);
     assert_eq!(f(Spot::End, true, false, true), Outcome::CleanEnd);
     assert_eq!(f(Spot::End, false, true, false), Outcome::NextSegment);
-    for spot in [Spot::Record, Spot::Header, Spot::Mismatch] {
+    // Reserved zeros end the last segment, and never hide a durable point.
+    assert_eq!(f(Spot::Zeros, true, false, false), Outcome::CleanEnd);
+    assert!(matches!(
+        f(Spot::Zeros, true, true, false),
+        Outcome::Corrupt(_)
+    ));
+    assert!(matches!(
+        f(Spot::Zeros, false, false, false),
+        Outcome::Corrupt(_)
+    ));
+    for spot in [Spot::Record, Spot::Header, Spot::Mismatch, Spot::Zeros] {
         for l in [false, true] {
             for d in [false, true] {
                 for b in [false, true] {
@@ -552,7 +582,7 @@ fn the_only_repairs_are_in_the_last_segment_after_durable_points() {
                     );
                     assert_eq!(
                         repair,
-                        spot != Spot::Mismatch && l && !d && !b,
+                        !matches!(spot, Spot::Mismatch | Spot::Zeros) && l && !d && !b,
                         "{spot:?} {l} {d} {b}"
                     );
                 }

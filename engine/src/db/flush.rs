@@ -37,11 +37,13 @@ impl Inner {
     /// journal).
     pub(crate) fn checkpoint_at(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let _cycle = self.cycle.lock();
-        self.cycle_locked(bounds)
+        self.cycle_locked(bounds, false)
     }
 
-    /// One cycle; the caller holds `self.cycle`.
-    pub(crate) fn cycle_locked(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
+    /// One cycle; the caller holds `self.cycle`. With `every_meta`, the
+    /// meta page of every database is written with the cycle's bounds,
+    /// changed or not (a seed's copy needs every file stamped).
+    pub(crate) fn cycle_locked(&self, bounds: Option<(Lsn, Lsn)>, every_meta: bool) -> Result<()> {
         if let Some(why) = self.poison.lock().clone() {
             // Memory may disagree with the journal: never write it out.
             return Err(EngineError::Poisoned(why));
@@ -57,7 +59,7 @@ impl Inner {
             // idempotent) and never less.
             let (redo, undo) = bounds.unwrap_or_else(|| self.flush_bounds());
             let (pages, meta) = db.tree.write().take_flush(redo.0, undo.0);
-            if pages.is_empty() {
+            if pages.is_empty() && !every_meta {
                 continue; // unchanged since its last cycle
             }
             max_redo = max_redo.max(Lsn(meta.redo_from));
@@ -99,7 +101,11 @@ impl Inner {
         images: &[PageImage],
         per_file: &[(Arc<Database>, std::ops::Range<usize>)],
     ) -> Result<()> {
-        self.journal.wait_durable(max_redo)?;
+        // The pages may hold changes journaled after the bounds were read
+        // (between that read and the tree's lock): everything journaled
+        // before they were taken must be durable before any reaches disk.
+        self.journal
+            .wait_durable(self.journal.end_lsn().max(max_redo))?;
         let mut wij = self.wij.lock();
         wij.begin_cycle(images)?;
         for (db, range) in per_file {

@@ -99,13 +99,22 @@ struct CopyState {
     /// Pages before this were read (or given out from `kept`).
     next: u64,
     kept: HashMap<u64, Vec<u8>>,
+    /// Why this copy was given up (it never fails a flush cycle).
+    failed: Option<String>,
 }
+
+/// Most bytes of old pages one file's copy keeps before it gives up (a
+/// slow receiver against a busy primary): the member then seeds again.
+const KEPT_MAX: usize = 256 << 20;
 
 /// A copy being taken; dropping it stops the copy-on-write.
 pub struct SeedSnapshot {
     inner: Arc<Inner>,
     plan: SeedPlan,
     files: Vec<Arc<FileCopy>>,
+    /// The primary's tenure when the copy began: a copy outlives no
+    /// demotion (a rewind could change the journal part under it).
+    access: super::Access,
 }
 
 impl Engine {
@@ -118,9 +127,15 @@ impl Engine {
                 "only the primary can give out a seed".into(),
             ));
         }
+        let epoch = inner.gate.access();
+        // No database is created while the copy is set up (creation takes
+        // `creating`, never the cycle lock, so this order is safe).
+        let creating = inner.creating.lock();
         let cycle = inner.cycle.lock();
-        inner.cycle_locked(None)?;
-        let _creating = inner.creating.lock();
+        // Every meta page stamped with this cycle's bounds, even of files
+        // with no change since their last cycle: each copied file then
+        // needs the journal only from this cycle's bounds on.
+        inner.cycle_locked(None, true)?;
         let dbs: Vec<Arc<Database>> = inner.dbs.read().values().cloned().collect();
         let journal_end = inner.journal.durable_lsn();
         let mut files = Vec::new();
@@ -128,11 +143,7 @@ impl Engine {
         let mut journal_start = journal_end;
         for db in dbs {
             let meta = database::read_meta(&*db.file, &db.path)?;
-            // A file still as created holds no change: everything about it
-            // is in the journal after its creation record.
-            if meta.redo_from > 0 {
-                journal_start = journal_start.min(Lsn(meta.redo_from.min(meta.undo_from)));
-            }
+            journal_start = journal_start.min(Lsn(meta.redo_from.min(meta.undo_from)));
             databases.push(SeedDatabase {
                 file_id: db.file_id,
                 name: db.name.clone(),
@@ -148,6 +159,7 @@ impl Engine {
         }
         inner.seeds.lock().extend(files.iter().cloned());
         drop(cycle);
+        drop(creating);
         databases.sort_by_key(|d| d.file_id);
         files.sort_by_key(|f| f.file_id);
         let prev_crc = inner.journal.crc_before(journal_start)?;
@@ -175,6 +187,7 @@ impl Engine {
             inner: self.inner.clone(),
             plan,
             files,
+            access: epoch,
         })
     }
 }
@@ -192,7 +205,13 @@ impl SeedSnapshot {
             .iter()
             .find(|f| f.file_id == file_id)
             .ok_or_else(|| EngineError::BadArgument(format!("no file {file_id} in this seed")))?;
+        self.still_primary()?;
         let mut st = f.state.lock();
+        if let Some(why) = &st.failed {
+            return Err(EngineError::BadArgument(format!(
+                "the seed copy was given up: {why}"
+            )));
+        }
         if first != st.next || first + count > f.pages {
             return Err(EngineError::BadArgument(format!(
                 "seed pages {first}..{} of file {file_id}: expected from {} (of {})",
@@ -219,6 +238,7 @@ impl SeedSnapshot {
 
     /// The journal bytes `[from, from + up to max_bytes)` of the seed's part.
     pub fn read_journal(&self, from: Lsn, max_bytes: usize) -> Result<(Vec<u8>, Lsn)> {
+        self.still_primary()?;
         let (mut bytes, mut end) = self.inner.journal.read_raw(from, max_bytes)?;
         if end > self.plan.journal_end {
             // Cut at the seed's end, which is a record boundary.
@@ -226,6 +246,19 @@ impl SeedSnapshot {
             end = self.plan.journal_end;
         }
         Ok((bytes, end))
+    }
+
+    /// Fails once this member is no longer the primary of the tenure the
+    /// copy began in. Check it again after the last byte is sent.
+    pub fn still_primary(&self) -> Result<()> {
+        let now = self.inner.gate.access();
+        if now != self.access {
+            return Err(EngineError::NotPrimary(format!(
+                "this member changed from {:?} to {now:?} during the seed",
+                self.access
+            )));
+        }
+        Ok(())
     }
 
     /// Bytes kept for this copy by cycles that overwrote unread pages.
@@ -261,18 +294,34 @@ impl Inner {
             let mut st = f.state.lock();
             for img in images {
                 let p = img.page_no;
-                if p < st.next || p >= f.pages || st.kept.contains_key(&p) {
+                if st.failed.is_some() || p < st.next || p >= f.pages || st.kept.contains_key(&p) {
+                    continue;
+                }
+                if st.kept.len() * PAGE_SIZE >= KEPT_MAX {
+                    give_up(&mut st, format!(
+                        "more than {} MiB of pages changed on the primary before the copy read them",
+                        KEPT_MAX >> 20
+                    ));
                     continue;
                 }
                 let mut old = vec![0u8; PAGE_SIZE];
-                f.file
-                    .read_exact_at(&mut old, p * PAGE_SIZE as u64)
-                    .map_err(|e| EngineError::io(format!("read {}", f.path.display()), e))?;
-                st.kept.insert(p, old);
+                match f.file.read_exact_at(&mut old, p * PAGE_SIZE as u64) {
+                    Ok(()) => {
+                        st.kept.insert(p, old);
+                    }
+                    // The copy, not the primary, pays for a failed read.
+                    Err(e) => give_up(&mut st, format!("read {}: {e}", f.path.display())),
+                }
             }
         }
         Ok(())
     }
+}
+
+fn give_up(st: &mut CopyState, why: String) {
+    tracing::warn!(reason = %why, "giving up a seed copy");
+    st.kept = HashMap::new();
+    st.failed = Some(why);
 }
 
 /// Writes a seed into an empty data folder. Feed it the pages of every
@@ -294,6 +343,12 @@ impl SeedInstall {
         journal: JournalOptions,
         plan: SeedPlan,
     ) -> Result<SeedInstall> {
+        if plan.journal_start > plan.journal_end {
+            return Err(EngineError::BadArgument(format!(
+                "seed journal from {} to {}: the start is after the end",
+                plan.journal_start, plan.journal_end
+            )));
+        }
         if holds_store(&*vfs, dir)? {
             return Err(EngineError::BadArgument(format!(
                 "{} already holds a store; a seed goes into an empty folder",
@@ -382,6 +437,8 @@ impl SeedInstall {
             )));
         }
         self.journal_at = self.journal.append_raw(start, bytes)?;
+        // Durable chunk by chunk: the part can be long, never all in memory.
+        self.journal.wait_durable(self.journal_at)?;
         if self.journal_at > self.plan.journal_end {
             return Err(EngineError::BadArgument(format!(
                 "seed journal runs to {}, past its end {}",
@@ -437,8 +494,13 @@ impl SeedInstall {
     }
 }
 
-/// Whether `dir` holds a store (journal segments or database files).
+/// Whether `dir` holds a store (journal segments or database files) or
+/// pieces of one (a write image journal, an epoch history): a seed goes
+/// only into a folder with none of these.
 pub fn holds_store(vfs: &dyn Vfs, dir: &Path) -> Result<bool> {
+    if ["wij", "epochs"].iter().any(|f| vfs.exists(&dir.join(f))) {
+        return Ok(true);
+    }
     for sub in ["databases", "journal"] {
         let d = dir.join(sub);
         if !vfs.exists(&d) {
@@ -481,7 +543,8 @@ pub fn discard_interrupted_seed(vfs: &dyn Vfs, dir: &Path) -> Result<()> {
         vfs.sync_dir(&d)
             .map_err(io(format!("sync {}", d.display())))?;
     }
-    for f in ["epochs", SEEDING_MARKER] {
+    // `epoch` is a mirror member's last known epoch, written with its seed.
+    for f in ["epochs", "epoch", SEEDING_MARKER] {
         let p = dir.join(f);
         if vfs.exists(&p) {
             vfs.remove(&p)

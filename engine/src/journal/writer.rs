@@ -382,7 +382,14 @@ impl Drop for Inner {
             return;
         }
         let active = self.active.get_mut();
-        if active.reserved > active.len {
+        // Zeros still at the end of our records: nobody (a newer instance
+        // on the same folder) has written there since.
+        let mut head = [0u8; FrameHeader::LEN];
+        let untouched = active
+            .file
+            .read_exact_at(&mut head, active.len)
+            .is_ok_and(|()| head.iter().all(|b| *b == 0));
+        if active.reserved > active.len && untouched {
             let trimmed = active
                 .file
                 .set_len(active.len)

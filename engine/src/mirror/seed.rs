@@ -74,6 +74,7 @@ pub(crate) fn serve(shared: Arc<Shared>, mut s: TcpStream, name: String) -> Resu
         at = end;
     }
     let kept = snap.kept_bytes();
+    snap.still_primary().map_err(|e| e.to_string())?;
     drop(snap);
     send(
         &mut s,
@@ -189,10 +190,12 @@ pub fn fetch(cfg: &MemberConfig) -> Result<Fetched, String> {
             other => return Err(format!("unexpected {} during a seed", other.name())),
         }
     }
+    // Before `finish` (which removes the `seeding` marker), so a store
+    // that opens always has its epoch file.
     let last_epoch = inst.plan().epochs.last().map_or(0, |(e, _)| *e);
-    inst.finish().map_err(|e| e.to_string())?;
     super::epoch_file::write(&cfg.data_dir, last_epoch)
         .map_err(|e| format!("write the epoch file: {e}"))?;
+    inst.finish().map_err(|e| e.to_string())?;
     progress.done();
     Ok(Fetched::Seeded { primary, end })
 }

@@ -231,3 +231,55 @@ fn damaged_seed_pages_are_refused() {
         "{err}"
     );
 }
+
+#[test]
+fn a_copy_covers_databases_never_written_and_writes_racing_its_cycle() {
+    // An empty database beside a busy one: its meta was never stamped by
+    // a cycle, yet the copy must open and hold every write.
+    let fs = SimFs::new();
+    let a = open_at(&fs, "/a", false);
+    a.create_database(DB).unwrap();
+    a.create_database("EMPTY").unwrap();
+    let mut s = a.session();
+    for i in 0..500u64 {
+        s.set(DB, &key(i), &Value::Str(format!("v {i} {PAD}")))
+            .unwrap();
+    }
+    a.checkpoint().unwrap();
+    for i in 0..50u64 {
+        s.set(DB, &key(i), &Value::Int(i as i64)).unwrap();
+    }
+    let snap = a.begin_seed().unwrap();
+    assert!(snap.plan().databases.iter().any(|d| d.name == "EMPTY"));
+    // Every file was stamped by the copy's cycle, so the journal part
+    // starts there, not at the beginning of time.
+    assert!(snap.plan().journal_start > Lsn::ZERO, "{:?}", snap.plan());
+    install(&fs, "/b", &snap, || {});
+    drop(snap);
+    let b = open_at(&fs, "/b", true);
+    assert_eq!(contents(&b), contents(&a));
+    // The empty database exists there and takes the stream's writes.
+    s.set("EMPTY", &k("^A(1)"), &Value::Int(7)).unwrap();
+    catch_up(&a, &b, b.journal().end_lsn());
+    assert_eq!(
+        b.session().get("EMPTY", &k("^A(1)")).unwrap(),
+        Some(Value::Int(7))
+    );
+}
+
+#[test]
+fn a_copy_stops_when_its_member_stops_being_primary() {
+    let fs = SimFs::new();
+    let a = open_at(&fs, "/a", false);
+    a.create_database(DB).unwrap();
+    a.session().set(DB, &key(1), &Value::Int(1)).unwrap();
+    let snap = a.begin_seed().unwrap();
+    let d = snap.plan().databases[0].clone();
+    snap.read_pages(d.file_id, 0, 1).unwrap();
+    a.set_read_only(None);
+    assert!(matches!(
+        snap.read_pages(d.file_id, 1, 1),
+        Err(EngineError::NotPrimary(_))
+    ));
+    assert!(snap.still_primary().is_err());
+}

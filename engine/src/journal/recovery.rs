@@ -13,10 +13,10 @@
 //!    last segment's records, then (once per `RESERVE_BYTES`) a write of
 //!    zeros after it, followed by ONE sync; nothing is written while a batch
 //!    is in flight, and a batch is acknowledged only after its sync;
-//! 2b. before a roll and at a clean close: cutting the last segment's
+//! 3. before a roll and at a clean close: cutting the last segment's
 //!    reserved zeros (`set_len` to its records + sync), so only the last
 //!    segment can end in zeros;
-//! 3. at open: truncating a torn tail (`set_len` + sync), removing a torn
+//! 4. at open: truncating a torn tail (`set_len` + sync), removing a torn
 //!    segment (remove + folder sync), and a sync of the last segment.
 //!
 //! So after a crash, everything up to the end of the last completed batch is

@@ -35,11 +35,32 @@ struct State {
     sync_gen: u64,
     /// Everything before this position is durable on the backup.
     acked: Lsn,
+    /// Everything before this position is durable here, as the journal's
+    /// background flusher last said (used only with one; see
+    /// [`Gate::wait_commit`]).
+    durable: Lsn,
     paused: Option<String>,
     /// Commits waiting for the backup, parked: `(position, thread)`. An
     /// acknowledgement wakes only those it covers; any other change wakes
     /// them all.
-    waiters: Vec<(Lsn, std::thread::Thread)>,
+    /// `(position, waits for local durability too, thread)`.
+    waiters: Vec<(Lsn, bool, std::thread::Thread)>,
+}
+
+impl State {
+    /// Wakes the waiting commits that the backup's acknowledgement and the
+    /// local durable position now both cover (the latter counts only for
+    /// waiters of a background-flushed journal, which is all or none).
+    fn wake_covered(&mut self) {
+        let (acked, durable, sync) = (self.acked, self.durable, self.sync);
+        self.waiters.retain(|(end, local, t)| {
+            let done = (!sync || *end <= acked) && (!*local || *end <= durable);
+            if done {
+                t.unpark();
+            }
+            !done
+        });
+    }
 }
 
 pub(crate) struct Gate {
@@ -65,6 +86,7 @@ impl Gate {
                 sync: false,
                 sync_gen: 0,
                 acked: Lsn::ZERO,
+                durable: Lsn::ZERO,
                 paused: None,
                 waiters: Vec::new(),
             }),
@@ -78,7 +100,7 @@ impl Gate {
         {
             let mut s = self.state.lock();
             f(&mut s);
-            for (_, t) in s.waiters.drain(..) {
+            for (_, _, t) in s.waiters.drain(..) {
                 t.unpark();
             }
         }
@@ -115,7 +137,7 @@ impl Gate {
         st.sync = true;
         st.sync_gen += 1;
         let gen = st.sync_gen;
-        for (_, t) in st.waiters.drain(..) {
+        for (_, _, t) in st.waiters.drain(..) {
             t.unpark();
         }
         drop(st);
@@ -157,14 +179,22 @@ impl Gate {
     pub fn backup_acked(&self, upto: Lsn) {
         let mut s = self.state.lock();
         s.acked = s.acked.max(upto);
-        let acked = s.acked;
-        s.waiters.retain(|(end, t)| {
-            let done = *end <= acked;
-            if done {
+        s.wake_covered();
+    }
+
+    /// The journal's background flusher made everything below `upto`
+    /// durable here (or failed: then everyone is woken to see it).
+    pub fn local_durable(&self, upto: Lsn, failed: bool) {
+        let mut s = self.state.lock();
+        // As reported, not the maximum: a rewind moves it back.
+        s.durable = upto;
+        if failed {
+            for (_, _, t) in s.waiters.drain(..) {
                 t.unpark();
             }
-            !done
-        });
+        } else {
+            s.wake_covered();
+        }
     }
 
     pub fn reset_acked(&self, at: Lsn) {
@@ -217,9 +247,19 @@ impl Gate {
 
     /// After the local journal is durable up to `end`: waits for the
     /// backup while commits are synchronous.
-    pub fn wait_commit(&self, end: Lsn) -> Result<()> {
+    ///
+    /// With `local` (a journal with a background flusher), also waits until
+    /// the journal is durable up to `end` here, in the same sleep.
+    pub fn wait_commit(&self, end: Lsn, local: Option<&crate::journal::Journal>) -> Result<()> {
         let mut s = self.state.lock();
         loop {
+            // The journal's own position decides; the flusher's reports
+            // (`s.durable`) only decide whom to wake.
+            let here = local.is_none_or(|j| j.durable_lsn() >= end);
+            if let Some(j) = local.filter(|j| !here && j.is_poisoned()) {
+                // The flusher failed; the journal says why.
+                j.wait_durable(end)?;
+            }
             match &s.access {
                 Access::ReadOnly { .. } => {
                     return Err(EngineError::CommitOutcomeUnknown(
@@ -228,7 +268,7 @@ impl Gate {
                             .into(),
                     ))
                 }
-                Access::Primary { .. } if s.sync && s.acked >= end => return Ok(()),
+                Access::Primary { .. } if s.sync && s.acked >= end && here => return Ok(()),
                 // Running without a backup while paused (the arbiter lease
                 // ran out, or commits are otherwise held): this commit may
                 // race a takeover; do not acknowledge it.
@@ -238,14 +278,14 @@ impl Gate {
                         s.paused.clone().unwrap_or_default()
                     )))
                 }
-                Access::Primary { .. } if !s.sync => return Ok(()),
+                Access::Primary { .. } if !s.sync && here => return Ok(()),
                 Access::Primary { .. } => {}
             }
             let me = std::thread::current();
-            s.waiters.push((end, me.clone()));
+            s.waiters.push((end, local.is_some(), me.clone()));
             // An unpark between the unlock and the park is not lost.
             parking_lot::MutexGuard::unlocked(&mut s, std::thread::park);
-            s.waiters.retain(|(_, t)| t.id() != me.id());
+            s.waiters.retain(|(_, _, t)| t.id() != me.id());
         }
     }
 }

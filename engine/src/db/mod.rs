@@ -123,6 +123,9 @@ pub(crate) struct Inner {
     pub(crate) gate: gate::Gate,
     /// Where each epoch of the journal began.
     pub(crate) history: Mutex<history::History>,
+    /// The journal flushes in the background (mirror members): commits
+    /// wait in the gate only.
+    pub(crate) background_flush: AtomicBool,
     /// Copies in progress for seeding members (see `seed.rs`).
     pub(crate) seeds: Mutex<Vec<Arc<seed::FileCopy>>>,
 }
@@ -139,6 +142,8 @@ pub(crate) struct DaemonWake {
 struct DaemonGuard {
     inner: Weak<Inner>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// The journal's background flusher (mirror members), stopped last.
+    flusher: Mutex<Option<crate::journal::FlusherHandle>>,
 }
 
 impl Drop for DaemonGuard {
@@ -154,6 +159,7 @@ impl Drop for DaemonGuard {
                 }
             }
         }
+        drop(self.flusher.lock().take());
     }
 }
 
@@ -170,8 +176,25 @@ impl Engine {
                 .spawn(move || flush::daemon(weak, every))
                 .expect("spawn write daemon")
         });
+        // A mirror member's journal flushes in the background: a commit
+        // then waits for its own sync and the backup's acknowledgement in
+        // one sleep (`Gate::wait_commit`), and no session thread spends its
+        // time leading fsyncs.
+        let flusher = inner.opts.mirrored.then(|| {
+            inner.gate.local_durable(inner.journal.durable_lsn(), false);
+            let weak = Arc::downgrade(&inner);
+            let handle = inner.journal.start_flusher(move |durable| {
+                if let Some(inner) = weak.upgrade() {
+                    let failed = inner.journal.is_poisoned();
+                    inner.gate.local_durable(durable, failed);
+                }
+            });
+            inner.background_flush.store(true, Ordering::SeqCst);
+            handle
+        });
         let guard = DaemonGuard {
             inner: Arc::downgrade(&inner),
+            flusher: Mutex::new(flusher),
             thread: Mutex::new(thread),
         };
         Ok((
@@ -308,6 +331,18 @@ impl Inner {
         )?;
         self.dbs.write().insert(name.to_string(), Arc::new(db));
         Ok(())
+    }
+
+    /// Returns once a commit whose last record ends at `end` may be
+    /// acknowledged: durable here and, while the backup is synchronous,
+    /// acknowledged by it.
+    pub(crate) fn wait_commit(&self, end: Lsn) -> Result<()> {
+        if self.background_flush.load(Ordering::Relaxed) {
+            self.gate.wait_commit(end, Some(&self.journal))
+        } else {
+            self.journal.wait_durable(end)?;
+            self.gate.wait_commit(end, None)
+        }
     }
 
     pub(crate) fn check_poison(&self) -> Result<()> {

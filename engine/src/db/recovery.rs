@@ -274,6 +274,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         applier: Mutex::new(Applier::default()),
         history: Mutex::new(history),
         seeds: Mutex::new(Vec::new()),
+        background_flush: AtomicBool::new(false),
         gate: Gate::new(
             if opts_mirrored {
                 Access::ReadOnly { primary: None }

@@ -431,8 +431,7 @@ impl Session {
         drop(permit);
         self.inner.open_txns.lock().remove(&id);
         self.txn = None;
-        self.inner.journal.wait_durable(end)?;
-        self.inner.gate.wait_commit(end)
+        self.inner.wait_commit(end)
     }
 
     /// `TROLLBACK` (all levels) or `TROLLBACK 1` (`innermost_only`).
@@ -534,10 +533,7 @@ impl Session {
 
     fn commit_if_outside_txn(&self, end: Option<Lsn>) -> Result<()> {
         match (end, &self.txn) {
-            (Some(end), None) => {
-                self.inner.journal.wait_durable(end)?;
-                self.inner.gate.wait_commit(end)
-            }
+            (Some(end), None) => self.inner.wait_commit(end),
             _ => Ok(()),
         }
     }

@@ -115,6 +115,45 @@ impl Pending {
     }
 }
 
+/// How appenders wake the background flusher: it sets `idle` before it
+/// looks for pending bytes and sleeps; an appender that sees `idle` after
+/// publishing its end takes the lock (so the flusher is asleep or has not
+/// looked yet) and notifies. The fences make the two "store, then load"
+/// sequences see each other (at least one of them sees the other's store).
+#[derive(Default)]
+struct FlusherSignal {
+    idle: std::sync::atomic::AtomicBool,
+    /// `true` once the flusher must stop.
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+impl FlusherSignal {
+    fn appended(&self) {
+        std::sync::atomic::fence(Ordering::SeqCst);
+        if self.idle.load(Ordering::SeqCst) {
+            let _g = self.stop.lock();
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// Stops the background flusher when dropped (after a last flush).
+pub struct FlusherHandle {
+    inner: Arc<Inner>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for FlusherHandle {
+    fn drop(&mut self) {
+        *self.inner.flusher.stop.lock() = true;
+        self.inner.flusher.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
 /// How far ahead of its records the last segment is zero-filled. A sync
 /// after a write that makes a file longer must also record the new size
 /// (on ext4 a metadata journal commit: measured 2.5x the time of a
@@ -165,6 +204,8 @@ pub(crate) struct Inner {
     poison: OnceLock<String>,
     /// True while a flush leader runs (or a truncate, which excludes flushes).
     pub(super) leader: Mutex<bool>,
+    /// The background flusher (see [`Journal::start_flusher`]), if any.
+    flusher: FlusherSignal,
     /// Committers waiting for a running flush, parked: `(position, thread)`.
     /// Taken after `leader`. See [`LeaderGuard`] for who wakes whom.
     committers: Mutex<Vec<(Lsn, std::thread::Thread)>>,
@@ -580,6 +621,7 @@ impl Journal {
             poison: OnceLock::new(),
             leader: Mutex::new(false),
             committers: Mutex::new(Vec::new()),
+            flusher: FlusherSignal::default(),
             flushed: Condvar::new(),
             active: Mutex::new(active),
             segments: RwLock::new(segments),
@@ -621,11 +663,58 @@ impl Journal {
                 self.inner.end.store(end.0, Ordering::Release);
                 (start, end)
             };
+            self.inner.flusher.appended();
             if payload.capacity() > SCRATCH_KEEP {
                 *payload = Vec::new();
             }
             Ok(positions)
         })
+    }
+
+    /// Starts a thread that flushes whenever records are pending, so
+    /// committers need not lead flushes themselves: they can wait for
+    /// `on_durable`, which is called with `durable_lsn()` after every flush
+    /// (and once more, with the store poisoned, if a flush fails). A mirror
+    /// primary uses it to wait for its own sync and its backup's
+    /// acknowledgement with one sleep. `wait_durable` still works beside it.
+    pub fn start_flusher(&self, on_durable: impl Fn(Lsn) + Send + 'static) -> FlusherHandle {
+        let j = Journal {
+            inner: self.inner.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("redoubt-journal-flush".into())
+            .spawn(move || {
+                let f = &j.inner.flusher;
+                loop {
+                    {
+                        let mut stop = f.stop.lock();
+                        loop {
+                            f.idle.store(true, Ordering::SeqCst);
+                            std::sync::atomic::fence(Ordering::SeqCst);
+                            let pending = j.end_lsn() > j.durable_lsn();
+                            if pending || *stop || j.is_poisoned() {
+                                f.idle.store(false, Ordering::SeqCst);
+                                if !pending || j.is_poisoned() {
+                                    on_durable(j.durable_lsn());
+                                    return;
+                                }
+                                break;
+                            }
+                            f.wake.wait(&mut stop);
+                        }
+                    }
+                    let result = j.wait_durable(j.end_lsn());
+                    on_durable(j.durable_lsn());
+                    if result.is_err() {
+                        return;
+                    }
+                }
+            })
+            .expect("spawn journal flusher");
+        FlusherHandle {
+            inner: self.inner.clone(),
+            thread: Some(thread),
+        }
     }
 
     /// Returns once every byte below `upto` is durable (group commit: one

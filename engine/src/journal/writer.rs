@@ -115,10 +115,10 @@ impl Pending {
     }
 }
 
-/// How appenders wake the background flusher: it sets `idle` before it
-/// looks for pending bytes and sleeps; an appender that sees `idle` after
-/// publishing its end takes the lock (so the flusher is asleep or has not
-/// looked yet) and notifies. The fences make the two "store, then load"
+/// How committers wake the background flusher: it sets `idle` before it
+/// looks for requests and sleeps; a committer that sees `idle` after
+/// counting its request takes the lock (so the flusher is asleep or has
+/// not looked yet) and notifies. The fences make the two "store, then load"
 /// sequences see each other (at least one of them sees the other's store).
 #[derive(Default)]
 struct FlusherSignal {
@@ -129,7 +129,7 @@ struct FlusherSignal {
 }
 
 impl FlusherSignal {
-    fn appended(&self) {
+    fn requested(&self) {
         std::sync::atomic::fence(Ordering::SeqCst);
         if self.idle.load(Ordering::SeqCst) {
             let _g = self.stop.lock();
@@ -206,6 +206,8 @@ pub(crate) struct Inner {
     pub(super) leader: Mutex<bool>,
     /// The background flusher (see [`Journal::start_flusher`]), if any.
     flusher: FlusherSignal,
+    /// Flushes asked of the background flusher ([`Journal::request_flush`]).
+    requested: AtomicU64,
     /// Committers waiting for a running flush, parked: `(position, thread)`.
     /// Taken after `leader`. See [`LeaderGuard`] for who wakes whom.
     committers: Mutex<Vec<(Lsn, std::thread::Thread)>>,
@@ -622,6 +624,7 @@ impl Journal {
             leader: Mutex::new(false),
             committers: Mutex::new(Vec::new()),
             flusher: FlusherSignal::default(),
+            requested: AtomicU64::new(0),
             flushed: Condvar::new(),
             active: Mutex::new(active),
             segments: RwLock::new(segments),
@@ -663,7 +666,7 @@ impl Journal {
                 self.inner.end.store(end.0, Ordering::Release);
                 (start, end)
             };
-            self.inner.flusher.appended();
+
             if payload.capacity() > SCRATCH_KEEP {
                 *payload = Vec::new();
             }
@@ -671,13 +674,24 @@ impl Journal {
         })
     }
 
-    /// Starts a thread that flushes whenever records are pending, so
-    /// committers need not lead flushes themselves: they can wait for
+    /// Starts a thread that flushes whenever a committer asks
+    /// ([`Journal::request_flush`]), so committers need not lead flushes
+    /// themselves: they can wait for
     /// `on_durable`, which is called with `durable_lsn()` after every flush
     /// (and once more, with the store poisoned, if a flush fails). A mirror
     /// primary uses it to wait for its own sync and its backup's
     /// acknowledgement with one sleep. `wait_durable` still works beside it.
-    pub fn start_flusher(&self, on_durable: impl Fn(Lsn) + Send + 'static) -> FlusherHandle {
+    ///
+    /// `delay` is an adaptive commit delay (PostgreSQL's `commit_delay`
+    /// with `commit_siblings`, decided from the traffic): when the previous
+    /// flush served more than one request, the flusher waits
+    /// this long before the next, so that concurrent committers share one
+    /// sync. A lone committer is never delayed.
+    pub fn start_flusher(
+        &self,
+        delay: std::time::Duration,
+        on_durable: impl Fn(Lsn) + Send + 'static,
+    ) -> FlusherHandle {
         let j = Journal {
             inner: self.inner.clone(),
         };
@@ -685,13 +699,15 @@ impl Journal {
             .name("redoubt-journal-flush".into())
             .spawn(move || {
                 let f = &j.inner.flusher;
+                let (mut served, mut last_batch) = (0u64, 0u64);
                 loop {
                     {
                         let mut stop = f.stop.lock();
                         loop {
                             f.idle.store(true, Ordering::SeqCst);
                             std::sync::atomic::fence(Ordering::SeqCst);
-                            let pending = j.end_lsn() > j.durable_lsn();
+                            let asked = j.inner.requested.load(Ordering::SeqCst) > served;
+                            let pending = (asked || *stop) && j.end_lsn() > j.durable_lsn();
                             if pending || *stop || j.is_poisoned() {
                                 f.idle.store(false, Ordering::SeqCst);
                                 if !pending || j.is_poisoned() {
@@ -700,9 +716,26 @@ impl Journal {
                                 }
                                 break;
                             }
+                            if asked {
+                                // Already durable: tell the askers.
+                                served = j.inner.requested.load(Ordering::SeqCst);
+                                f.idle.store(false, Ordering::SeqCst);
+                                drop(stop);
+                                on_durable(j.durable_lsn());
+                                stop = f.stop.lock();
+                                continue;
+                            }
                             f.wake.wait(&mut stop);
                         }
                     }
+                    // Commits were arriving together: give the others
+                    // of this round a moment to join the batch.
+                    if last_batch > 1 && !delay.is_zero() {
+                        std::thread::sleep(delay);
+                    }
+                    let asked = j.inner.requested.load(Ordering::SeqCst);
+                    last_batch = asked - served;
+                    served = asked;
                     let result = j.wait_durable(j.end_lsn());
                     on_durable(j.durable_lsn());
                     if result.is_err() {
@@ -715,6 +748,14 @@ impl Journal {
             inner: self.inner.clone(),
             thread: Some(thread),
         }
+    }
+
+    /// Asks the background flusher for a flush of everything appended so
+    /// far (a committer's record is appended before it asks); the flusher
+    /// reports through its `on_durable`. Without a flusher it does nothing.
+    pub fn request_flush(&self) {
+        self.inner.requested.fetch_add(1, Ordering::SeqCst);
+        self.inner.flusher.requested();
     }
 
     /// Returns once every byte below `upto` is durable (group commit: one

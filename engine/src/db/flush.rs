@@ -8,14 +8,24 @@
 //! 2. wait until the journal is durable up to the largest `redo_from`
 //!    (a page never reaches disk before the journal records it reflects);
 //! 3. phase 1: the page images go to the WIJ, durably, then it is marked
-//!    active;
+//!    active (which says the previous cycle, whose phase 2 is done, is
+//!    finished: the WIJ keeps its slots apart, see `wij`);
 //! 4. phase 2: the same images go to the database files, each file synced;
-//! 5. the WIJ is marked clean, and the in-flight pages are released.
+//!    the in-flight pages are released.
+//!
+//! The WIJ stays active until the next cycle: marking it clean would cost
+//! two more syncs per cycle. [`Inner::mark_clean`] does it at a clean
+//! shutdown, so startup compares the last cycle with the files.
+//!
+//! Sync points per cycle: the journal up to `redo_from` (often already
+//! durable), the WIJ slots, the two WIJ header copies, each database file.
 //!
 //! A crash before step 3 completes leaves the database files as of the
-//! previous cycle; during step 4, recovery restores the images from the
-//! active WIJ. Either way the files hold exactly one cycle's consistent
-//! snapshot and the journal from its `redo_from` on rebuilds the rest.
+//! previous cycle (whose images recovery restores, harmlessly, from the
+//! WIJ that still names it); during step 4, recovery restores the images
+//! from the active WIJ. Either way the files hold exactly one cycle's
+//! consistent snapshot and the journal from its `redo_from` on rebuilds
+//! the rest.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -100,7 +110,6 @@ impl Inner {
         for (db, range) in per_file {
             write_images(db, &images[range.clone()])?;
         }
-        wij.end_cycle()?;
         drop(wij);
         tracing::debug!(pages = images.len(), redo = %max_redo, "flush cycle done");
         // Only a primary writes its own records: a follower's journal must
@@ -117,6 +126,18 @@ impl Inner {
                 open_txns: open,
                 time_us: super::now_us(),
             })?;
+        }
+        Ok(())
+    }
+
+    /// Marks the WIJ clean after the last cycle (a clean shutdown), so the
+    /// next startup compares that cycle's images with the files instead
+    /// of restoring them.
+    pub(crate) fn mark_clean(&self) -> Result<()> {
+        let _cycle = self.cycle.lock();
+        let mut wij = self.wij.lock();
+        if let crate::wij::WijState::Active { .. } = wij.state() {
+            wij.end_cycle()?;
         }
         Ok(())
     }

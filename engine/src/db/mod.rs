@@ -142,7 +142,7 @@ impl Drop for DaemonGuard {
                 let _ = t.join();
             }
             if inner.poison.lock().is_none() && !inner.closed.swap(true, Ordering::SeqCst) {
-                if let Err(e) = inner.checkpoint() {
+                if let Err(e) = inner.checkpoint().and_then(|()| inner.mark_clean()) {
                     tracing::error!(error = %e, "final flush at shutdown failed");
                 }
             }
@@ -247,7 +247,8 @@ impl Engine {
         if let Some(why) = self.inner.poison.lock().clone() {
             return Err(EngineError::Poisoned(why));
         }
-        self.inner.checkpoint()
+        self.inner.checkpoint()?;
+        self.inner.mark_clean()
     }
 }
 

@@ -178,7 +178,16 @@ impl Node {
 
     /// Encodes into a full, sealed page.
     pub fn encode(&self, page_no: u64, lsn: u64) -> Vec<u8> {
-        let mut buf = vec![0u8; PAGE_SIZE];
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf, page_no, lsn);
+        buf
+    }
+
+    /// [`Node::encode`] into `buf` (any previous content is replaced), so
+    /// a caller can reuse its buffers.
+    pub fn encode_into(&self, buf: &mut Vec<u8>, page_no: u64, lsn: u64) {
+        buf.clear();
+        buf.resize(PAGE_SIZE, 0);
         let body = HEADER_SIZE;
         let kind = match self {
             Node::Leaf(e) => {
@@ -204,8 +213,7 @@ impl Node {
                 page::KIND_FREE
             }
         };
-        page::seal(&mut buf, kind, lsn, page_no);
-        buf
+        page::seal(buf, kind, lsn, page_no);
     }
 
     /// Decodes a full page, verifying its checksum, placement and

@@ -107,7 +107,9 @@ pub(crate) struct Inner {
     pub(crate) next_txn: AtomicU64,
     pub(crate) next_session: AtomicU64,
     pub(crate) poison: Mutex<Option<String>>,
-    pub(crate) cycle: Mutex<()>,
+    /// Held for a whole flush cycle; holds buffers reused from cycle to
+    /// cycle.
+    pub(crate) cycle: Mutex<flush::CycleBuffers>,
     pub(crate) creating: Mutex<()>,
     /// The write daemon sleeps on this between cycles; see [`DaemonWake`].
     pub(crate) daemon_wake: (Mutex<DaemonWake>, Condvar),

@@ -187,6 +187,8 @@ pub struct Wij {
     header: Header,
     /// Set by a failed write or sync; see [`WijError::Poisoned`].
     poisoned: bool,
+    /// The slots of one stripe, kept from cycle to cycle.
+    batch: Vec<u8>,
 }
 
 impl fmt::Debug for Wij {
@@ -230,6 +232,7 @@ impl Wij {
             path: path.to_path_buf(),
             header: empty,
             poisoned: false,
+            batch: Vec::new(),
         };
         match recovery::decide(&copies, len) {
             HeaderDecision::Use { header, repair } => {
@@ -331,7 +334,7 @@ impl Wij {
             });
         }
         let cycle = self.header.state.cycle() + 1;
-        let mut batch = Vec::with_capacity(SLOTS_PER_BATCH.min(images.len()) * SLOT_SIZE);
+        let mut batch = std::mem::take(&mut self.batch);
         for (chunk_no, chunk) in images.chunks(SLOTS_PER_BATCH).enumerate() {
             let first = chunk_no * SLOTS_PER_BATCH;
             batch.clear();
@@ -349,6 +352,7 @@ impl Wij {
             let what = format!("write images {first}.. of cycle {cycle} to");
             self.write_at(&batch, format::slot_offset(cycle, first as u64), &what)?;
         }
+        self.batch = batch;
         self.sync(&format!("sync images of cycle {cycle} in"))?;
         let active = Header {
             state: WijState::Active { cycle },

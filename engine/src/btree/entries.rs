@@ -15,6 +15,8 @@
 //! - `offs[i]`: where cell `i` starts in `buf`;
 //! - `prefix`: a length such that every key starts with the same `prefix`
 //!   bytes (often the global name and the first subscripts);
+//! - `head`: those prefix bytes, when there are at most [`HEAD_MAX`], so a
+//!   search checks the prefix without reading the cells;
 //! - `hints[i]`: the 8 bytes of key `i` after that prefix, zero-padded,
 //!   read big-endian.
 //!
@@ -37,12 +39,20 @@ use super::node::cmp_key;
 
 /// Bytes of a cell before its key.
 const CELL_HEAD: usize = 4;
+/// Longest prefix kept in `head`.
+const HEAD_MAX: usize = 24;
+/// Capacity `buf` gets when it must grow: about a page body, so a page
+/// filling up (or loaded, then changed) does not reallocate again and again.
+const BUF_CAPACITY: usize = 8192;
+/// Room for more cells that `offs` and `hints` get when they must grow.
+const INDEX_SLACK: usize = 16;
 
 #[derive(Clone, Default)]
 pub struct Entries {
     buf: Vec<u8>,
     offs: Vec<u32>,
     prefix: usize,
+    head: [u8; HEAD_MAX],
     hints: Vec<u64>,
 }
 
@@ -52,6 +62,7 @@ impl Entries {
             buf: Vec::new(),
             offs: Vec::new(),
             prefix: 0,
+            head: [0; HEAD_MAX],
             hints: Vec::new(),
         }
     }
@@ -64,7 +75,7 @@ impl Entries {
         n: usize,
         check: impl Fn(&[u8]) -> Result<(), String>,
     ) -> Result<Entries, String> {
-        let mut offs = Vec::with_capacity(n);
+        let mut offs = Vec::with_capacity(n + INDEX_SLACK);
         let mut pos = 0usize;
         let mut prev: Option<&[u8]> = None;
         for i in 0..n {
@@ -88,11 +99,12 @@ impl Entries {
             offs.push(pos as u32);
             pos = end;
         }
+        let mut buf = Vec::with_capacity(BUF_CAPACITY.max(pos));
+        buf.extend_from_slice(&body[..pos]);
         let mut e = Entries {
-            buf: body[..pos].to_vec(),
+            buf,
             offs,
-            prefix: 0,
-            hints: Vec::new(),
+            ..Entries::new()
         };
         e.rebuild();
         Ok(e)
@@ -170,6 +182,10 @@ impl Entries {
         for o in &mut self.offs[i..] {
             *o += len as u32;
         }
+        if self.offs.len() == self.offs.capacity() {
+            self.offs.reserve(INDEX_SLACK);
+            self.hints.reserve(INDEX_SLACK + 1);
+        }
         self.offs.insert(i, at as u32);
         let edge = i == 0 || i + 1 == self.len();
         // A key between two others shares their common prefix; one at
@@ -222,8 +238,7 @@ impl Entries {
         let mut right = Entries {
             buf: self.buf.split_off(base),
             offs: self.offs.split_off(at),
-            prefix: 0,
-            hints: Vec::new(),
+            ..Entries::new()
         };
         for o in &mut right.offs {
             *o -= base as u32;
@@ -263,7 +278,11 @@ impl Entries {
         }
         let p = self.prefix;
         let head = &key[..p.min(key.len())];
-        match cmp_key(head, &self.key(0)[..p]) {
+        let prefix = match self.head.get(..p) {
+            Some(h) => h,
+            None => &self.key(0)[..p],
+        };
+        match cmp_key(head, prefix) {
             Ordering::Less => return (0, false),
             Ordering::Greater => return (n, false),
             // A key shorter than the prefix is a prefix of every key.
@@ -291,6 +310,9 @@ impl Entries {
     /// Makes `len` bytes of room at `at`, moving what follows.
     fn open_gap(&mut self, at: usize, len: usize) {
         let old = self.buf.len();
+        if self.buf.capacity() < old + len {
+            self.buf.reserve(BUF_CAPACITY.max(2 * (old + len)) - old);
+        }
         self.buf.resize(old + len, 0);
         self.buf.copy_within(at..old, at + len);
     }
@@ -308,7 +330,15 @@ impl Entries {
             _ => 0,
         };
         let p = self.prefix;
-        let hints: Vec<u64> = (0..self.len()).map(|i| hint(&self.key(i)[p..])).collect();
+        if p <= HEAD_MAX && !self.is_empty() {
+            let mut head = [0; HEAD_MAX];
+            head[..p].copy_from_slice(&self.key(0)[..p]);
+            self.head = head;
+        }
+        let mut hints = std::mem::take(&mut self.hints);
+        hints.clear();
+        hints.reserve(self.len() + INDEX_SLACK);
+        hints.extend((0..self.len()).map(|i| hint(&self.key(i)[p..])));
         self.hints = hints;
     }
 }

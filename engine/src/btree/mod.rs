@@ -217,8 +217,7 @@ impl Tree {
     /// follows with [`Tree::put_found`] or [`Tree::delete_found`] (one
     /// descent for the read and the write).
     pub fn find(&self, key: &[u8]) -> Result<Found> {
-        let (path, leaf) = self.path_to_leaf(key)?;
-        let node = self.pager.get(leaf)?;
+        let (path, leaf, node) = self.path_to_leaf(key)?;
         let Node::Leaf(entries) = &*node else {
             return Err(corrupt(leaf, "expected a leaf page"));
         };
@@ -236,7 +235,7 @@ impl Tree {
 
     /// Sets `key` to `value`; pages changed are stamped with `lsn`.
     pub fn put(&mut self, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
-        let (path, leaf) = self.path_to_leaf(key)?;
+        let (path, leaf, _) = self.path_to_leaf(key)?;
         self.put_at(path, leaf, key, value, lsn)
     }
 
@@ -337,7 +336,7 @@ impl Tree {
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8], lsn: u64) -> Result<bool> {
-        let (path, leaf) = self.path_to_leaf(key)?;
+        let (path, leaf, _) = self.path_to_leaf(key)?;
         self.delete_at(path, leaf, key, lsn)
     }
 
@@ -437,8 +436,8 @@ impl Tree {
     }
 
     /// Branch pages from the root to the leaf where `key` belongs, then the
-    /// leaf page.
-    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64)> {
+    /// leaf page and its node.
+    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64, Arc<Node>)> {
         let mut path = Vec::new();
         let mut page = self.meta.root;
         loop {
@@ -459,7 +458,7 @@ impl Tree {
                     });
                     page = Node::child(*first, entries, ci);
                 }
-                Node::Leaf(_) => return Ok((path, page)),
+                Node::Leaf(_) => return Ok((path, page, node)),
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         }

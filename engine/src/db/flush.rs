@@ -41,11 +41,17 @@ use crate::Lsn;
 /// visible part of the write daemon's time.
 #[derive(Default)]
 pub(crate) struct CycleBuffers {
-    /// Page-sized buffers for the images.
+    /// Page-sized buffers for the images; at most [`KEPT_PAGES`] are kept
+    /// between cycles.
     pages: Vec<Vec<u8>>,
     /// For runs of consecutive pages written with one call.
     run: Vec<u8>,
 }
+
+/// Image buffers kept between cycles (16 MiB): enough for the cycles of a
+/// pool of a few thousand pages, without holding a whole large pool's worth
+/// of memory after one big cycle.
+const KEPT_PAGES: usize = 2048;
 
 impl Inner {
     pub(crate) fn checkpoint(&self) -> Result<()> {
@@ -98,7 +104,9 @@ impl Inner {
             return Ok(());
         }
         let result = self.write_cycle(max_redo, &images, &per_file, &mut bufs.run);
-        bufs.pages.extend(images.into_iter().map(|i| i.data));
+        let room = KEPT_PAGES.saturating_sub(bufs.pages.len());
+        bufs.pages
+            .extend(images.into_iter().take(room).map(|i| i.data));
         match result {
             Ok(()) => {
                 for (db, _) in &per_file {

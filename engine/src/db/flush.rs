@@ -208,10 +208,7 @@ impl Inner {
     /// daemon, whose cycles use the current bounds.
     pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let limit = ((self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize).max(8);
-        let (dirty, pinned) = {
-            let tree = db.tree.read();
-            (tree.pager().dirty_count(), tree.pager().pinned())
-        };
+        let (dirty, pinned) = db.tree.read().pager().dirty_and_pinned();
         if bounds.is_none() && dirty > limit / 2 && self.opts.flush_interval.is_some() {
             self.kick_daemon();
         }

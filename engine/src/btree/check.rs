@@ -62,33 +62,32 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
     while let Some((page, lo, hi, depth)) = todo.pop() {
         mark(&mut seen, page)?;
         let node = tree.pager.get(page)?;
-        let keys = match &*node {
-            Node::Leaf { keys, .. } | Node::Branch { keys, .. } => keys,
-            _ => return Err(corrupt(page, "expected a leaf or branch page")),
+        let Some(entries) = node.entries() else {
+            return Err(corrupt(page, "expected a leaf or branch page"));
         };
-        if keys.windows(2).any(|w| w[0] >= w[1]) {
+        if (1..entries.len()).any(|i| entries.key(i - 1) >= entries.key(i)) {
             return Err(corrupt(page, "keys out of order"));
         }
-        let in_bounds = |k: &Vec<u8>| {
-            lo.as_ref().is_none_or(|lo| k >= lo) && hi.as_ref().is_none_or(|hi| k < hi)
+        let in_bounds = |k: &[u8]| {
+            lo.as_deref().is_none_or(|lo| k >= lo) && hi.as_deref().is_none_or(|hi| k < hi)
         };
-        if !keys.iter().all(in_bounds) {
+        if !entries.keys().all(in_bounds) {
             return Err(corrupt(page, "key outside its parent's bounds"));
         }
         match &*node {
-            Node::Leaf { keys, cells } => {
-                if keys.is_empty() && page != meta.root {
+            Node::Leaf(entries) => {
+                if entries.is_empty() && page != meta.root {
                     return Err(corrupt(page, "empty leaf below the root"));
                 }
                 if *leaf_depth.get_or_insert(depth) != depth {
                     return Err(corrupt(page, "leaves at different depths"));
                 }
                 out.leaves += 1;
-                out.entries += keys.len() as u64;
-                for cell in cells {
-                    if let Cell::Overflow { len, first } = cell {
+                out.entries += entries.len() as u64;
+                for i in 0..entries.len() {
+                    if let Cell::Overflow { len, first } = Cell::from_payload(entries.payload(i)) {
                         let mut total = 0u64;
-                        let mut p = *first;
+                        let mut p = first;
                         while p != 0 {
                             mark(&mut seen, p)?;
                             let n = tree.pager.get(p)?;
@@ -99,29 +98,29 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
                             out.overflow_pages += 1;
                             p = *next;
                         }
-                        if total != *len {
-                            return Err(corrupt(*first, "overflow chain length differs"));
+                        if total != len {
+                            return Err(corrupt(first, "overflow chain length differs"));
                         }
                     }
                 }
             }
-            Node::Branch { keys, children } => {
-                if children.len() != keys.len() + 1 {
-                    return Err(corrupt(page, "branch with children != keys + 1"));
+            Node::Branch { first, entries } => {
+                if *first == 0 {
+                    return Err(corrupt(page, "branch without children"));
                 }
                 out.branches += 1;
-                for (i, child) in children.iter().enumerate() {
+                for i in 0..=entries.len() {
                     let clo = if i == 0 {
                         lo.clone()
                     } else {
-                        Some(keys[i - 1].clone())
+                        Some(entries.key(i - 1).to_vec())
                     };
-                    let chi = if i == keys.len() {
+                    let chi = if i == entries.len() {
                         hi.clone()
                     } else {
-                        Some(keys[i].clone())
+                        Some(entries.key(i).to_vec())
                     };
-                    todo.push((*child, clo, chi, depth + 1));
+                    todo.push((Node::child(*first, entries, i), clo, chi, depth + 1));
                 }
             }
             _ => unreachable!("matched above"),

@@ -2,7 +2,7 @@
 
 use std::sync::Arc;
 
-use super::keys::Keys;
+use super::entries::Entries;
 use super::node::{Cell, Node};
 use super::{corrupt, Result, Tree, MAX_DEPTH};
 
@@ -28,16 +28,16 @@ impl Cursor {
             }
             let node = tree.pager.get(page)?;
             match &*node {
-                Node::Branch { keys, children } => {
-                    let ci = keys.count_le(key);
-                    page = children[ci];
+                Node::Branch { first, entries } => {
+                    let ci = entries.count_le(key);
+                    page = Node::child(*first, entries, ci);
                     stack.push((node, ci));
                 }
-                Node::Leaf { .. } => break node,
+                Node::Leaf(_) => break node,
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         };
-        let idx = leaf_keys(&leaf).count_lt(key);
+        let idx = leaf_entries(&leaf).count_lt(key);
         let mut c = Cursor { stack, leaf, idx };
         c.settle(tree)?;
         Ok(c)
@@ -45,14 +45,13 @@ impl Cursor {
 
     /// The current key, or `None` past the last entry.
     pub fn key(&self) -> Option<&[u8]> {
-        leaf_keys(&self.leaf).get(self.idx).map(Vec::as_slice)
+        let e = leaf_entries(&self.leaf);
+        (self.idx < e.len()).then(|| e.key(self.idx))
     }
 
-    pub fn cell(&self) -> Option<&Cell> {
-        match &*self.leaf {
-            Node::Leaf { cells, .. } => cells.get(self.idx),
-            _ => None,
-        }
+    pub fn cell(&self) -> Option<Cell<'_>> {
+        let e = leaf_entries(&self.leaf);
+        (self.idx < e.len()).then(|| Cell::from_payload(e.payload(self.idx)))
     }
 
     pub fn advance(&mut self, tree: &Tree) -> Result<()> {
@@ -62,14 +61,14 @@ impl Cursor {
 
     /// Moves past the end of exhausted leaves to the next entry, if any.
     fn settle(&mut self, tree: &Tree) -> Result<()> {
-        while self.idx >= leaf_keys(&self.leaf).len() {
+        while self.idx >= leaf_entries(&self.leaf).len() {
             let next = loop {
                 let Some((node, ci)) = self.stack.pop() else {
                     return Ok(()); // past the last entry
                 };
-                if let Node::Branch { children, .. } = &*node {
-                    if ci + 1 < children.len() {
-                        let child = children[ci + 1];
+                if let Node::Branch { first, entries } = &*node {
+                    if ci < entries.len() {
+                        let child = Node::child(*first, entries, ci + 1);
                         self.stack.push((node, ci + 1));
                         break child;
                     }
@@ -79,11 +78,11 @@ impl Cursor {
             self.leaf = loop {
                 let node = tree.pager.get(page)?;
                 match &*node {
-                    Node::Branch { children, .. } => {
-                        page = children[0];
+                    Node::Branch { first, .. } => {
+                        page = *first;
                         self.stack.push((node, 0));
                     }
-                    Node::Leaf { .. } => break node,
+                    Node::Leaf(_) => break node,
                     _ => return Err(corrupt(page, "expected a leaf or branch page")),
                 }
             };
@@ -93,15 +92,15 @@ impl Cursor {
     }
 }
 
-fn leaf_keys(node: &Node) -> &Keys {
-    static NONE: Keys = Keys::new();
+fn leaf_entries(node: &Node) -> &Entries {
+    static NONE: Entries = Entries::new();
     match node {
-        Node::Leaf { keys, .. } => keys,
+        Node::Leaf(entries) => entries,
         _ => &NONE,
     }
 }
 
-pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Cell)>> {
+pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<Vec<u8>>> {
     let mut stack = Vec::new();
     let mut page = tree.meta.root;
     loop {
@@ -113,15 +112,15 @@ pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Ce
         }
         let node = tree.pager.get(page)?;
         match &*node {
-            Node::Branch { keys, children } => {
-                let ci = keys.count_lt(key);
-                page = children[ci];
+            Node::Branch { first, entries } => {
+                let ci = entries.count_lt(key);
+                page = Node::child(*first, entries, ci);
                 stack.push((node, ci));
             }
-            Node::Leaf { keys, cells } => {
-                let idx = keys.count_lt(key);
+            Node::Leaf(entries) => {
+                let idx = entries.count_lt(key);
                 if idx > 0 {
-                    return Ok(Some((keys[idx - 1].clone(), cells[idx - 1].clone())));
+                    return Ok(Some(entries.key(idx - 1).to_vec()));
                 }
                 break;
             }
@@ -130,20 +129,22 @@ pub(super) fn last_before(tree: &Tree, key: &[u8]) -> Result<Option<(Vec<u8>, Ce
     }
     // Up to the nearest branch with a child to the left, then rightmost down.
     while let Some((node, ci)) = stack.pop() {
-        let Node::Branch { children, .. } = &*node else {
+        let Node::Branch { first, entries } = &*node else {
             continue;
         };
         if ci == 0 {
             continue;
         }
-        let mut page = children[ci - 1];
+        let mut page = Node::child(*first, entries, ci - 1);
         for _ in 0..MAX_DEPTH {
             let node = tree.pager.get(page)?;
             match &*node {
-                Node::Branch { children, .. } => page = children[children.len() - 1],
-                Node::Leaf { keys, cells } => {
-                    return match keys.last() {
-                        Some(k) => Ok(Some((k.clone(), cells[keys.len() - 1].clone()))),
+                Node::Branch { first, entries } => {
+                    page = Node::child(*first, entries, entries.len())
+                }
+                Node::Leaf(entries) => {
+                    return match entries.last_key() {
+                        Some(k) => Ok(Some(k.to_vec())),
                         None => Err(corrupt(page, "empty leaf below the root")),
                     };
                 }

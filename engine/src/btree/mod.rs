@@ -1,7 +1,7 @@
 //! A B+tree of encoded keys in one database file.
 //!
 //! Keys are compared as bytes (the model's encoding makes byte order the
-//! collation order), through each page's search index (`keys.rs`). Values
+//! collation order), through each page's search index (`entries.rs`). Values
 //! up to [`node::INLINE_MAX`] bytes live in the leaves; larger ones in
 //! chains of overflow pages. A full page splits evenly, except at the right
 //! edge of the tree, where an ascending load leaves full pages behind (see
@@ -19,11 +19,11 @@ pub mod pager;
 
 mod check;
 mod cursor;
-mod keys;
+mod entries;
 
 use std::sync::Arc;
 
-use keys::Keys;
+use entries::Entries;
 use node::{Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
 use pager::{DirtyPage, LoadError, Pager};
 
@@ -117,69 +117,45 @@ impl Tree {
         &self.pager
     }
 
-    /// The value stored under `key`.
     /// Calls `f` on the value stored under `key`, without copying it when
     /// it lives inline in a resident leaf.
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
         {
+            // Fast path: every page on the way is resident; one shared lock
+            // of the pool for the whole descent.
             let view = self.pager.view();
             let mut page = self.meta.root;
             for _ in 0..MAX_DEPTH {
                 match view.get(page) {
-                    Some(Node::Branch { keys, children }) => {
-                        page = children[keys.count_le(key)];
+                    Some(Node::Branch { first, entries }) => {
+                        page = Node::child(*first, entries, entries.count_le(key));
                     }
-                    Some(Node::Leaf { keys, cells }) => match keys.search(key) {
+                    Some(Node::Leaf(entries)) => match entries.search(key) {
                         Err(_) => return Ok(None),
-                        Ok(i) => match &cells[i] {
+                        Ok(i) => match Cell::from_payload(entries.payload(i)) {
                             Cell::Inline(v) => return Ok(Some(f(v))),
                             _ => break,
                         },
                     },
-                    _ => break,
+                    _ => break, // not resident, or not a tree page: slow path
                 }
             }
         }
         Ok(self.get(key)?.map(|v| f(&v)))
     }
 
+    /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        // Fast path: every page on the way is resident; one shared lock of
-        // the pool for the whole descent.
-        let found = {
-            let view = self.pager.view();
-            let mut page = self.meta.root;
-            let mut found = None;
-            for _ in 0..MAX_DEPTH {
-                match view.get(page) {
-                    Some(Node::Branch { keys, children }) => {
-                        page = children[keys.count_le(key)];
-                    }
-                    Some(Node::Leaf { keys, cells }) => {
-                        found = Some(keys.search(key).ok().map(|i| cells[i].clone()));
-                        break;
-                    }
-                    _ => break, // not resident, or not a tree page: slow path
-                }
-            }
-            found
-        };
-        match found {
-            Some(None) => return Ok(None),
-            Some(Some(Cell::Inline(v))) => return Ok(Some(v)),
-            Some(Some(cell)) => return self.value(&cell).map(Some),
-            None => {}
-        }
         let mut page = self.meta.root;
         for _ in 0..MAX_DEPTH {
             let node = self.pager.get(page)?;
             match &*node {
-                Node::Branch { keys, children } => {
-                    page = children[keys.count_le(key)];
+                Node::Branch { first, entries } => {
+                    page = Node::child(*first, entries, entries.count_le(key));
                 }
-                Node::Leaf { keys, cells } => {
-                    return match keys.search(key) {
-                        Ok(i) => Ok(Some(self.value(&cells[i])?)),
+                Node::Leaf(entries) => {
+                    return match entries.search(key) {
+                        Ok(i) => Ok(Some(self.value(Cell::from_payload(entries.payload(i)))?)),
                         Err(_) => Ok(None),
                     };
                 }
@@ -203,32 +179,32 @@ impl Tree {
         Cursor::seek(self, key)
     }
 
-    /// The last entry whose key is `< key`.
-    pub fn last_before(&self, key: &[u8]) -> Result<Option<(Vec<u8>, Cell)>> {
+    /// The key of the last entry whose key is `< key`.
+    pub fn last_before(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
         cursor::last_before(self, key)
     }
 
     /// The bytes of a leaf value, following an overflow chain if needed.
-    pub fn value(&self, cell: &Cell) -> Result<Vec<u8>> {
+    pub fn value(&self, cell: Cell<'_>) -> Result<Vec<u8>> {
         match cell {
-            Cell::Inline(v) => Ok(v.clone()),
+            Cell::Inline(v) => Ok(v.to_vec()),
             Cell::Overflow { len, first } => {
-                let mut out = Vec::with_capacity((*len as usize).min(crate::db::MAX_VALUE));
-                let mut page = *first;
+                let mut out = Vec::with_capacity((len as usize).min(crate::db::MAX_VALUE));
+                let mut page = first;
                 while page != 0 {
                     let node = self.pager.get(page)?;
                     let Node::Overflow { data, next } = &*node else {
                         return Err(corrupt(page, "expected an overflow page"));
                     };
                     out.extend_from_slice(data);
-                    if out.len() as u64 > *len {
+                    if out.len() as u64 > len {
                         return Err(corrupt(page, "overflow chain longer than its value"));
                     }
                     page = *next;
                 }
-                if out.len() as u64 != *len {
+                if out.len() as u64 != len {
                     return Err(corrupt(
-                        *first,
+                        first,
                         format!("overflow chain holds {} of {len} bytes", out.len()),
                     ));
                 }
@@ -241,13 +217,12 @@ impl Tree {
     /// follows with [`Tree::put_found`] or [`Tree::delete_found`] (one
     /// descent for the read and the write).
     pub fn find(&self, key: &[u8]) -> Result<Found> {
-        let (path, leaf) = self.path_to_leaf(key)?;
-        let node = self.pager.get(leaf)?;
-        let Node::Leaf { keys, cells } = &*node else {
+        let (path, leaf, node) = self.path_to_leaf(key)?;
+        let Node::Leaf(entries) = &*node else {
             return Err(corrupt(leaf, "expected a leaf page"));
         };
-        let before = match keys.search(key) {
-            Ok(i) => Some(self.value(&cells[i])?),
+        let before = match entries.search(key) {
+            Ok(i) => Some(self.value(Cell::from_payload(entries.payload(i)))?),
             Err(_) => None,
         };
         Ok(Found {
@@ -260,7 +235,7 @@ impl Tree {
 
     /// Sets `key` to `value`; pages changed are stamped with `lsn`.
     pub fn put(&mut self, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
-        let (path, leaf) = self.path_to_leaf(key)?;
+        let (path, leaf, _) = self.path_to_leaf(key)?;
         self.put_at(path, leaf, key, value, lsn)
     }
 
@@ -285,23 +260,29 @@ impl Tree {
         let cell = if value.len() > INLINE_MAX {
             self.write_overflow(value, lsn)?
         } else {
-            Cell::Inline(value.to_vec())
+            Cell::Inline(value)
         };
         let (old, appended, fits) = self.pager.modify(leaf, lsn, |n| {
-            let Node::Leaf { keys, cells } = n else {
+            let Node::Leaf(entries) = n else {
                 return (None, false, true);
             };
-            let (old, appended) = match keys.search(key) {
-                Ok(i) => (Some(std::mem::replace(&mut cells[i], cell)), false),
+            let (old, appended) = match entries.search(key) {
+                Ok(i) => {
+                    let old = match Cell::from_payload(entries.payload(i)) {
+                        Cell::Overflow { first, .. } => Some(first),
+                        Cell::Inline(_) => None,
+                    };
+                    cell.with_payload(|p| entries.set_payload(i, p));
+                    (old, false)
+                }
                 Err(i) => {
-                    keys.insert(i, key.to_vec());
-                    cells.insert(i, cell);
-                    (None, i + 1 == keys.len())
+                    cell.with_payload(|p| entries.insert(i, key, p));
+                    (None, i + 1 == entries.len())
                 }
             };
             (old, appended, n.fits())
         })?;
-        if let Some(Cell::Overflow { first, .. }) = old {
+        if let Some(first) = old {
             self.free_chain(first, lsn)?;
         }
         if fits {
@@ -326,22 +307,23 @@ impl Tree {
                     ..
                 }) => {
                     appended = self.pager.modify(parent, lsn, |n| {
-                        let Node::Branch { keys, children } = n else {
+                        let Node::Branch { entries, .. } = n else {
                             return false;
                         };
-                        keys.insert(ci, sep);
-                        children.insert(ci + 1, right_page);
-                        ci + 1 == keys.len()
+                        entries.insert(ci, &sep, &[&right_page.to_le_bytes()]);
+                        ci + 1 == entries.len()
                     })?;
                     page = parent;
                 }
                 None => {
                     let root = self.alloc(lsn)?;
+                    let mut entries = Entries::new();
+                    entries.insert(0, &sep, &[&right_page.to_le_bytes()]);
                     self.pager.put_new(
                         root,
                         Node::Branch {
-                            keys: Keys::from(vec![sep]),
-                            children: vec![page, right_page],
+                            first: page,
+                            entries,
                         },
                         lsn,
                     );
@@ -354,7 +336,7 @@ impl Tree {
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8], lsn: u64) -> Result<bool> {
-        let (path, leaf) = self.path_to_leaf(key)?;
+        let (path, leaf, _) = self.path_to_leaf(key)?;
         self.delete_at(path, leaf, key, lsn)
     }
 
@@ -370,25 +352,29 @@ impl Tree {
     fn delete_at(&mut self, mut path: Vec<Step>, leaf: u64, key: &[u8], lsn: u64) -> Result<bool> {
         self.version += 1;
         let removed = self.pager.modify(leaf, lsn, |n| {
-            let Node::Leaf { keys, cells } = n else {
+            let Node::Leaf(entries) = n else {
                 return None;
             };
-            let i = keys.search(key).ok()?;
-            keys.remove(i);
-            Some(cells.remove(i))
+            let i = entries.search(key).ok()?;
+            let chain = match Cell::from_payload(entries.payload(i)) {
+                Cell::Overflow { first, .. } => Some(first),
+                Cell::Inline(_) => None,
+            };
+            entries.remove(i);
+            Some(chain)
         })?;
-        let Some(cell) = removed else {
+        let Some(chain) = removed else {
             return Ok(false);
         };
-        if let Cell::Overflow { first, .. } = cell {
+        if let Some(first) = chain {
             self.free_chain(first, lsn)?;
         }
         // Unlink pages that became empty.
         let mut page = leaf;
         loop {
             let empty = match &*self.pager.get(page)? {
-                Node::Leaf { keys, .. } => keys.is_empty(),
-                Node::Branch { children, .. } => children.is_empty(),
+                Node::Leaf(entries) => entries.is_empty(),
+                Node::Branch { first, .. } => *first == 0,
                 _ => false,
             };
             if !empty {
@@ -402,10 +388,16 @@ impl Tree {
                 }) => {
                     self.free_page(page, lsn);
                     self.pager.modify(parent, lsn, |n| {
-                        if let Node::Branch { keys, children } = n {
-                            children.remove(ci);
-                            if !keys.is_empty() {
-                                keys.remove(ci.saturating_sub(1));
+                        if let Node::Branch { first, entries } = n {
+                            // Child `ci` goes with key `ci - 1`; child 0
+                            // gives way to child 1 and key 0 goes.
+                            if entries.is_empty() {
+                                *first = 0;
+                            } else if ci == 0 {
+                                *first = Node::child(*first, entries, 1);
+                                entries.remove(0);
+                            } else {
+                                entries.remove(ci - 1);
                             }
                         }
                     })?;
@@ -421,7 +413,7 @@ impl Tree {
         loop {
             let root = self.meta.root;
             let child = match &*self.pager.get(root)? {
-                Node::Branch { children, .. } if children.len() == 1 => children[0],
+                Node::Branch { first, entries } if entries.is_empty() && *first != 0 => *first,
                 _ => break,
             };
             self.free_page(root, lsn);
@@ -444,8 +436,8 @@ impl Tree {
     }
 
     /// Branch pages from the root to the leaf where `key` belongs, then the
-    /// leaf page.
-    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64)> {
+    /// leaf page and its node.
+    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64, Arc<Node>)> {
         let mut path = Vec::new();
         let mut page = self.meta.root;
         loop {
@@ -457,16 +449,16 @@ impl Tree {
             }
             let node = self.pager.get(page)?;
             match &*node {
-                Node::Branch { keys, children } => {
-                    let ci = keys.count_le(key);
+                Node::Branch { first, entries } => {
+                    let ci = entries.count_le(key);
                     path.push(Step {
                         page,
                         child: ci,
-                        last: ci + 1 == children.len(),
+                        last: ci == entries.len(),
                     });
-                    page = children[ci];
+                    page = Node::child(*first, entries, ci);
                 }
-                Node::Leaf { .. } => return Ok((path, page)),
+                Node::Leaf(_) => return Ok((path, page, node)),
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         }
@@ -499,7 +491,7 @@ impl Tree {
         self.meta.free_head = page;
     }
 
-    fn write_overflow(&mut self, value: &[u8], lsn: u64) -> Result<Cell> {
+    fn write_overflow(&mut self, value: &[u8], lsn: u64) -> Result<Cell<'static>> {
         let mut next = 0;
         for chunk in value.chunks(OVERFLOW_CAPACITY).rev() {
             let page = self.alloc(lsn)?;
@@ -544,49 +536,32 @@ impl Tree {
 /// fit; the right one holds one entry (two keys of a branch), which fits.
 fn split(node: &mut Node, edge: bool) -> (Vec<u8>, Node) {
     match node {
-        Node::Leaf { keys, cells } => {
-            let at = if edge && keys.len() >= 2 {
-                keys.len() - 1
+        Node::Leaf(entries) => {
+            let at = if edge && entries.len() >= 2 {
+                entries.len() - 1
             } else {
-                let sizes: Vec<usize> = keys
-                    .iter()
-                    .zip(cells.iter())
-                    .map(|(k, c)| {
-                        2 + k.len()
-                            + match c {
-                                Cell::Inline(v) => 5 + v.len(),
-                                Cell::Overflow { .. } => 17,
-                            }
-                    })
-                    .collect();
-                balanced_split(&sizes)
+                balanced_split(entries)
             };
-            let rkeys = keys.split_off(at);
-            let rcells = cells.split_off(at);
-            (
-                rkeys[0].clone(),
-                Node::Leaf {
-                    keys: rkeys,
-                    cells: rcells,
-                },
-            )
+            let right = entries.split_off(at);
+            (right.key(0).to_vec(), Node::Leaf(right))
         }
-        Node::Branch { keys, children } => {
+        Node::Branch { entries, .. } => {
             // The right half needs at least one key: at <= len - 2.
-            let at = if edge && keys.len() >= 3 {
-                keys.len() - 2
+            let at = if edge && entries.len() >= 3 {
+                entries.len() - 2
             } else {
-                let sizes: Vec<usize> = keys.iter().map(|k| 10 + k.len()).collect();
-                balanced_split(&sizes).min(keys.len() - 1)
+                balanced_split(entries).min(entries.len() - 1)
             };
-            let mut rkeys = keys.split_off(at);
-            let sep = rkeys.remove(0);
-            let rchildren = children.split_off(at + 1);
+            // Cell `at` holds the separator and the right half's child 0.
+            let mut right = entries.split_off(at);
+            let sep = right.key(0).to_vec();
+            let first = Node::child(0, &right, 1);
+            right.remove(0);
             (
                 sep,
                 Node::Branch {
-                    keys: rkeys,
-                    children: rchildren,
+                    first,
+                    entries: right,
                 },
             )
         }
@@ -594,13 +569,14 @@ fn split(node: &mut Node, edge: bool) -> (Vec<u8>, Node) {
     }
 }
 
-/// The index in `1..len` that minimises the larger of the two halves.
-fn balanced_split(sizes: &[usize]) -> usize {
-    let total: usize = sizes.iter().sum();
+/// The index in `1..len` that minimises the larger of the two halves
+/// (in bytes of cells).
+fn balanced_split(entries: &Entries) -> usize {
+    let total = entries.bytes().len();
     let mut left = 0;
     let mut best = (usize::MAX, 1);
-    for (i, s) in sizes.iter().enumerate().take(sizes.len() - 1) {
-        left += s;
+    for i in 0..entries.len() - 1 {
+        left += entries.cell_len(i);
         let worst = left.max(total - left);
         if worst < best.0 {
             best = (worst, i + 1);

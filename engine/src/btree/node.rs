@@ -1,22 +1,28 @@
-//! Decoded pages. The buffer pool holds pages decoded into [`Node`]s; they
-//! are encoded again only when the write daemon flushes them.
+//! Pages in memory. The buffer pool holds leaves and branches as
+//! [`Entries`]: their cells packed in one buffer, exactly as the page body
+//! stores them, so loading a page and flushing it copy the cells in one
+//! piece (no allocation per key or value).
 //!
 //! Bodies (after the 32-byte header of `page.rs`; integers LE):
 //!
 //! ```text
 //! leaf    header[24..26] = n (u16)
-//!         n cells: klen u16 | key | vkind u8 | value
-//!           vkind 0 inline:   vlen u32 | bytes        (vlen <= INLINE_MAX)
-//!           vkind 1 overflow: total u64 | first page u64
+//!         n cells: klen u16 | plen u16 | key | payload      (see entries.rs)
+//!           payload 0 | bytes                  inline value (plen - 1 <= INLINE_MAX)
+//!           payload 1 | total u64 | first u64  value in an overflow chain
 //! branch  header[24..26] = n keys (u16)
-//!         child0 u64 | n x (klen u16 | key | child u64)
+//!         child0 u64 | n cells: klen u16 | plen u16 = 8 | key | child u64
 //!         child i holds keys k with key[i-1] <= k < key[i]
 //! overflow header[24..28] = used bytes (u32) | next page u64 (0 = last) | bytes
 //! free    next free page u64 (0 = end of the free list)
 //! meta    see `Meta`
 //! ```
+//!
+//! The rest of a body is zero. Every page is checksummed and stamped with
+//! its LSN and number (`page.rs`); a page that fails to decode is an error,
+//! never a panic.
 
-use super::keys::Keys;
+use super::entries::Entries;
 use super::page::{self, PageError, BODY_SIZE, HEADER_SIZE};
 use crate::wij::PAGE_SIZE;
 
@@ -26,18 +32,49 @@ pub const INLINE_MAX: usize = 2048;
 /// Payload bytes of one overflow page.
 pub const OVERFLOW_CAPACITY: usize = BODY_SIZE - 8;
 
-/// A leaf value: inline bytes or a chain of overflow pages.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Cell {
-    Inline(Vec<u8>),
+const VALUE_INLINE: u8 = 0;
+const VALUE_OVERFLOW: u8 = 1;
+
+/// A leaf value, borrowed from its page: inline bytes or a chain of
+/// overflow pages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Cell<'a> {
+    Inline(&'a [u8]),
     Overflow { len: u64, first: u64 },
 }
 
-impl Cell {
-    fn encoded_len(&self) -> usize {
-        match self {
-            Cell::Inline(v) => 1 + 4 + v.len(),
-            Cell::Overflow { .. } => 1 + 16,
+impl<'a> Cell<'a> {
+    /// The value a leaf payload holds (payloads are vetted by
+    /// [`Cell::check`] when a page is loaded).
+    pub fn from_payload(p: &'a [u8]) -> Cell<'a> {
+        match p {
+            [VALUE_OVERFLOW, rest @ ..] if rest.len() == 16 => Cell::Overflow {
+                len: u64::from_le_bytes(rest[..8].try_into().expect("8 bytes")),
+                first: u64::from_le_bytes(rest[8..].try_into().expect("8 bytes")),
+            },
+            [_, rest @ ..] => Cell::Inline(rest),
+            [] => Cell::Inline(p),
+        }
+    }
+
+    /// Whether `p` is a well-formed leaf payload.
+    pub fn check(p: &[u8]) -> Result<(), String> {
+        match p {
+            [VALUE_INLINE, rest @ ..] if rest.len() <= INLINE_MAX => Ok(()),
+            [VALUE_INLINE, rest @ ..] => Err(format!("inline value of {} bytes", rest.len())),
+            [VALUE_OVERFLOW, rest @ ..] if rest.len() == 16 => Ok(()),
+            [kind, ..] => Err(format!("value kind {kind} with {} bytes", p.len())),
+            [] => Err("empty payload".into()),
+        }
+    }
+
+    /// Calls `f` with the payload parts that store this cell.
+    pub fn with_payload<R>(&self, f: impl FnOnce(&[&[u8]]) -> R) -> R {
+        match *self {
+            Cell::Inline(v) => f(&[&[VALUE_INLINE], v]),
+            Cell::Overflow { len, first } => {
+                f(&[&[VALUE_OVERFLOW], &len.to_le_bytes(), &first.to_le_bytes()])
+            }
         }
     }
 }
@@ -66,15 +103,28 @@ pub struct Meta {
     pub undo_from: u64,
 }
 
-const META_MAGIC: &[u8; 8] = b"RDBTDB01";
-const META_VERSION: u32 = 1;
+const META_MAGIC: &[u8; 8] = b"RDBTDB02";
+/// 2: cells packed as `klen | plen | key | payload` (1 had per-kind cells).
+const META_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Leaf { keys: Keys, cells: Vec<Cell> },
-    Branch { keys: Keys, children: Vec<u64> },
-    Overflow { data: Vec<u8>, next: u64 },
-    Free { next: u64 },
+    /// Payloads are leaf values (see [`Cell`]).
+    Leaf(Entries),
+    /// Cell `i` holds key `i` and child `i + 1`; child 0 is `first`. A
+    /// branch whose last child was unlinked has `first == 0` (page 0 is
+    /// never a child) and no cells, and is freed at once.
+    Branch {
+        first: u64,
+        entries: Entries,
+    },
+    Overflow {
+        data: Vec<u8>,
+        next: u64,
+    },
+    Free {
+        next: u64,
+    },
 }
 
 /// `a.cmp(b)` for encoded keys, eight bytes at a time without a call into
@@ -100,9 +150,14 @@ pub fn cmp_key(a: &[u8], b: &[u8]) -> std::cmp::Ordering {
 
 impl Node {
     pub fn empty_leaf() -> Node {
-        Node::Leaf {
-            keys: Keys::new(),
-            cells: Vec::new(),
+        Node::Leaf(Entries::new())
+    }
+
+    /// The keys of a leaf or a branch (none for other pages).
+    pub fn entries(&self) -> Option<&Entries> {
+        match self {
+            Node::Leaf(e) | Node::Branch { entries: e, .. } => Some(e),
+            _ => None,
         }
     }
 
@@ -110,12 +165,8 @@ impl Node {
     /// at most `BODY_SIZE`.
     pub fn encoded_len(&self) -> usize {
         match self {
-            Node::Leaf { keys, cells } => keys
-                .iter()
-                .zip(cells)
-                .map(|(k, c)| 2 + k.len() + c.encoded_len())
-                .sum(),
-            Node::Branch { keys, .. } => 8 + keys.iter().map(|k| 2 + k.len() + 8).sum::<usize>(),
+            Node::Leaf(e) => e.bytes().len(),
+            Node::Branch { entries, .. } => 8 + entries.bytes().len(),
             Node::Overflow { data, .. } => 8 + data.len(),
             Node::Free { .. } => 8,
         }
@@ -127,128 +178,91 @@ impl Node {
 
     /// Encodes into a full, sealed page.
     pub fn encode(&self, page_no: u64, lsn: u64) -> Vec<u8> {
-        let mut buf = vec![0u8; PAGE_SIZE];
+        let mut buf = Vec::new();
+        self.encode_into(&mut buf, page_no, lsn);
+        buf
+    }
+
+    /// [`Node::encode`] into `buf` (any previous content is replaced), so
+    /// a caller can reuse its buffers.
+    pub fn encode_into(&self, buf: &mut Vec<u8>, page_no: u64, lsn: u64) {
+        buf.clear();
+        buf.resize(PAGE_SIZE, 0);
+        let body = HEADER_SIZE;
         let kind = match self {
-            Node::Leaf { keys, cells } => {
-                buf[24..26].copy_from_slice(&(keys.len() as u16).to_le_bytes());
-                let mut w = Writer::new(&mut buf[HEADER_SIZE..]);
-                for (k, c) in keys.iter().zip(cells) {
-                    w.put(&(k.len() as u16).to_le_bytes());
-                    w.put(k);
-                    match c {
-                        Cell::Inline(v) => {
-                            w.put(&[0]);
-                            w.put(&(v.len() as u32).to_le_bytes());
-                            w.put(v);
-                        }
-                        Cell::Overflow { len, first } => {
-                            w.put(&[1]);
-                            w.put(&len.to_le_bytes());
-                            w.put(&first.to_le_bytes());
-                        }
-                    }
-                }
+            Node::Leaf(e) => {
+                buf[24..26].copy_from_slice(&(e.len() as u16).to_le_bytes());
+                buf[body..body + e.bytes().len()].copy_from_slice(e.bytes());
                 page::KIND_LEAF
             }
-            Node::Branch { keys, children } => {
-                buf[24..26].copy_from_slice(&(keys.len() as u16).to_le_bytes());
-                let mut w = Writer::new(&mut buf[HEADER_SIZE..]);
-                w.put(&children[0].to_le_bytes());
-                for (k, c) in keys.iter().zip(&children[1..]) {
-                    w.put(&(k.len() as u16).to_le_bytes());
-                    w.put(k);
-                    w.put(&c.to_le_bytes());
-                }
+            Node::Branch { first, entries } => {
+                buf[24..26].copy_from_slice(&(entries.len() as u16).to_le_bytes());
+                buf[body..body + 8].copy_from_slice(&first.to_le_bytes());
+                let cells = entries.bytes();
+                buf[body + 8..body + 8 + cells.len()].copy_from_slice(cells);
                 page::KIND_BRANCH
             }
             Node::Overflow { data, next } => {
                 buf[24..28].copy_from_slice(&(data.len() as u32).to_le_bytes());
-                let mut w = Writer::new(&mut buf[HEADER_SIZE..]);
-                w.put(&next.to_le_bytes());
-                w.put(data);
+                buf[body..body + 8].copy_from_slice(&next.to_le_bytes());
+                buf[body + 8..body + 8 + data.len()].copy_from_slice(data);
                 page::KIND_OVERFLOW
             }
             Node::Free { next } => {
-                buf[HEADER_SIZE..HEADER_SIZE + 8].copy_from_slice(&next.to_le_bytes());
+                buf[body..body + 8].copy_from_slice(&next.to_le_bytes());
                 page::KIND_FREE
             }
         };
-        page::seal(&mut buf, kind, lsn, page_no);
-        buf
+        page::seal(buf, kind, lsn, page_no);
     }
 
-    /// Decodes a full page, verifying its checksum and placement.
+    /// Decodes a full page, verifying its checksum, placement and
+    /// structure.
     pub fn decode(buf: &[u8], page_no: u64) -> Result<(Node, u64), PageError> {
         let h = page::verify(buf, page_no)?;
         let body = &buf[HEADER_SIZE..];
         let count = u16::from_le_bytes([buf[24], buf[25]]) as usize;
+        let malformed =
+            |kind: &'static str| move |reason: String| PageError::Malformed { kind, reason };
+        let u64_at = |at: usize| u64::from_le_bytes(body[at..at + 8].try_into().expect("8 bytes"));
         let node = match h.kind {
             page::KIND_LEAF => {
-                let mut r = Reader::new(body, "leaf");
-                let mut keys = Vec::with_capacity(count);
-                let mut cells = Vec::with_capacity(count);
-                for _ in 0..count {
-                    let klen = r.u16()? as usize;
-                    keys.push(r.bytes(klen)?.to_vec());
-                    cells.push(match r.u8()? {
-                        0 => {
-                            let vlen = r.u32()? as usize;
-                            if vlen > INLINE_MAX {
-                                return Err(r.bad(format!("inline value of {vlen} bytes")));
-                            }
-                            Cell::Inline(r.bytes(vlen)?.to_vec())
-                        }
-                        1 => Cell::Overflow {
-                            len: r.u64()?,
-                            first: r.u64()?,
-                        },
-                        other => return Err(r.bad(format!("value kind {other}"))),
-                    });
-                }
-                if keys.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(r.bad("keys out of order".into()));
-                }
-                Node::Leaf {
-                    keys: keys.into(),
-                    cells,
-                }
+                Node::Leaf(Entries::decode(body, count, Cell::check).map_err(malformed("leaf"))?)
             }
             page::KIND_BRANCH => {
-                let mut r = Reader::new(body, "branch");
-                let mut keys = Vec::with_capacity(count);
-                let mut children = Vec::with_capacity(count + 1);
-                children.push(r.u64()?);
-                for _ in 0..count {
-                    let klen = r.u16()? as usize;
-                    keys.push(r.bytes(klen)?.to_vec());
-                    children.push(r.u64()?);
-                }
-                if keys.windows(2).any(|w| w[0] >= w[1]) {
-                    return Err(r.bad("keys out of order".into()));
-                }
+                let child = |p: &[u8]| match p.len() {
+                    8 => Ok(()),
+                    n => Err(format!("child of {n} bytes")),
+                };
                 Node::Branch {
-                    keys: keys.into(),
-                    children,
+                    first: u64_at(0),
+                    entries: Entries::decode(&body[8..], count, child)
+                        .map_err(malformed("branch"))?,
                 }
             }
             page::KIND_OVERFLOW => {
                 let used = u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")) as usize;
-                let mut r = Reader::new(body, "overflow");
-                let next = r.u64()?;
                 if used > OVERFLOW_CAPACITY {
-                    return Err(r.bad(format!("{used} bytes used")));
+                    return Err(malformed("overflow")(format!("{used} bytes used")));
                 }
                 Node::Overflow {
-                    data: r.bytes(used)?.to_vec(),
-                    next,
+                    data: body[8..8 + used].to_vec(),
+                    next: u64_at(0),
                 }
             }
-            page::KIND_FREE => Node::Free {
-                next: Reader::new(body, "free").u64()?,
-            },
+            page::KIND_FREE => Node::Free { next: u64_at(0) },
             other => return Err(PageError::UnknownKind(other)),
         };
         Ok((node, h.lsn))
+    }
+
+    /// Child `i` of a branch (`i <= entries.len()`).
+    pub fn child(first: u64, entries: &Entries, i: usize) -> u64 {
+        if i == 0 {
+            first
+        } else {
+            u64::from_le_bytes(entries.payload(i - 1).try_into().expect("8-byte child"))
+        }
     }
 }
 
@@ -350,9 +364,6 @@ impl<'a> Reader<'a> {
         self.pos += n;
         Ok(s)
     }
-    fn u8(&mut self) -> Result<u8, PageError> {
-        Ok(self.bytes(1)?[0])
-    }
     fn u16(&mut self) -> Result<u16, PageError> {
         Ok(u16::from_le_bytes(
             self.bytes(2)?.try_into().expect("2 bytes"),
@@ -374,22 +385,32 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
 
+    fn leaf(cells: &[(&[u8], Cell)]) -> Node {
+        let mut e = Entries::new();
+        for (i, (k, c)) in cells.iter().enumerate() {
+            c.with_payload(|p| e.insert(i, k, p));
+        }
+        Node::Leaf(e)
+    }
+
     #[test]
     fn nodes_round_trip_through_pages() {
+        let mut branch = Entries::new();
+        branch.insert(0, b"m", &[&4u64.to_le_bytes()]);
         let nodes = [
-            Node::Leaf {
-                keys: vec![b"a".to_vec(), b"b".to_vec()].into(),
-                cells: vec![
-                    Cell::Inline(b"x".to_vec()),
+            leaf(&[
+                (b"a", Cell::Inline(b"x")),
+                (
+                    b"b",
                     Cell::Overflow {
                         len: 99999,
                         first: 7,
                     },
-                ],
-            },
+                ),
+            ]),
             Node::Branch {
-                keys: vec![b"m".to_vec()].into(),
-                children: vec![3, 4],
+                first: 3,
+                entries: branch,
             },
             Node::Overflow {
                 data: vec![9; OVERFLOW_CAPACITY],
@@ -402,6 +423,27 @@ mod tests {
             let page = n.encode(i as u64 + 1, 42);
             assert_eq!(Node::decode(&page, i as u64 + 1).unwrap(), (n.clone(), 42));
         }
+        let Node::Leaf(e) = &nodes[0] else {
+            unreachable!()
+        };
+        assert_eq!(Cell::from_payload(e.payload(0)), Cell::Inline(b"x"));
+        assert_eq!(
+            Cell::from_payload(e.payload(1)),
+            Cell::Overflow {
+                len: 99999,
+                first: 7
+            }
+        );
+        let Node::Branch { first, entries } = &nodes[1] else {
+            unreachable!()
+        };
+        assert_eq!(
+            (
+                Node::child(*first, entries, 0),
+                Node::child(*first, entries, 1)
+            ),
+            (3, 4)
+        );
         let meta = Meta {
             file_id: 3,
             name: "DB".into(),
@@ -436,28 +478,36 @@ mod tests {
     #[test]
     fn two_maximal_cells_fit_a_leaf() {
         let key = vec![1u8; crate::model::MAX_ENCODED_KEY];
-        let leaf = Node::Leaf {
-            keys: vec![key.clone(), key].into(),
-            cells: vec![
-                Cell::Inline(vec![0; INLINE_MAX]),
-                Cell::Inline(vec![0; INLINE_MAX]),
-            ],
-        };
+        let mut key2 = key.clone();
+        *key2.last_mut().unwrap() = 2;
+        let v = vec![0; INLINE_MAX];
+        let leaf = leaf(&[(&key, Cell::Inline(&v)), (&key2, Cell::Inline(&v))]);
         assert!(leaf.fits());
     }
 
     #[test]
     fn a_malformed_page_is_an_error_not_a_panic() {
-        let mut page = Node::Leaf {
-            keys: vec![b"a".to_vec()].into(),
-            cells: vec![Cell::Inline(b"v".to_vec())],
+        let good = leaf(&[(b"a", Cell::Inline(b"v")), (b"b", Cell::Inline(b"w"))]).encode(1, 0);
+        type Damage = dyn Fn(&mut Vec<u8>);
+        let bad = |f: &Damage| {
+            let mut page = good.clone();
+            f(&mut page);
+            page::seal(&mut page, page::KIND_LEAF, 0, 1);
+            Node::decode(&page, 1)
+        };
+        let cases: [&Damage; 5] = [
+            &|p| p[24] = 200,               // claims 200 cells
+            &|p| p[HEADER_SIZE] = 0xff,     // key runs past the page
+            &|p| p[HEADER_SIZE + 2] = 0,    // empty payload
+            &|p| p[HEADER_SIZE + 5] = 7,    // unknown value kind
+            &|p| p[HEADER_SIZE + 4] = b'c', // keys out of order
+        ];
+        for (i, case) in cases.iter().enumerate() {
+            assert!(
+                matches!(bad(case), Err(PageError::Malformed { .. })),
+                "case {i}: {:?}",
+                bad(case)
+            );
         }
-        .encode(1, 0);
-        page[24] = 200; // claims 200 cells
-        page::seal(&mut page, page::KIND_LEAF, 0, 1);
-        assert!(matches!(
-            Node::decode(&page, 1),
-            Err(PageError::Malformed { .. })
-        ));
     }
 }

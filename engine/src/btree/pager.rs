@@ -164,10 +164,10 @@ impl Pager {
         lsn: u64,
         f: impl FnOnce(&mut Node) -> R,
     ) -> Result<R, LoadError> {
-        self.get(page)?;
         let mut c = self.cache.write();
         if c.lookup(page).is_none() {
-            // Evicted between the two locks: load it again under this lock.
+            // Not resident: load it without the lock, then insert it
+            // unless another thread did meanwhile.
             drop(c);
             let (node, old_lsn) = self.read(page)?;
             c = self.cache.write();
@@ -212,6 +212,12 @@ impl Pager {
         self.cache.read().dirty
     }
 
+    /// ([`Pager::dirty_count`], [`Pager::pinned`]) under one lock.
+    pub fn dirty_and_pinned(&self) -> (usize, usize) {
+        let c = self.cache.read();
+        (c.dirty, c.dirty + c.in_flight.len() + c.copies)
+    }
+
     /// Pages in memory: the pool's slots plus copies made on write while
     /// a cycle holds the original.
     pub fn resident(&self) -> usize {
@@ -222,8 +228,7 @@ impl Pager {
     /// Pages that cannot be evicted until a flush cycle ends: dirty, in
     /// flight, and copies of in-flight pages.
     pub fn pinned(&self) -> usize {
-        let c = self.cache.read();
-        c.dirty + c.in_flight.len() + c.copies
+        self.dirty_and_pinned().1
     }
 
     pub fn capacity(&self) -> usize {

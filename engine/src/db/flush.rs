@@ -8,14 +8,24 @@
 //! 2. wait until the journal is durable up to the largest `redo_from`
 //!    (a page never reaches disk before the journal records it reflects);
 //! 3. phase 1: the page images go to the WIJ, durably, then it is marked
-//!    active;
+//!    active (which says the previous cycle, whose phase 2 is done, is
+//!    finished: the WIJ keeps its slots apart, see `wij`);
 //! 4. phase 2: the same images go to the database files, each file synced;
-//! 5. the WIJ is marked clean, and the in-flight pages are released.
+//!    the in-flight pages are released.
+//!
+//! The WIJ stays active until the next cycle: marking it clean would cost
+//! two more syncs per cycle. [`Inner::mark_clean`] does it at a clean
+//! shutdown, so startup compares the last cycle with the files.
+//!
+//! Sync points per cycle: the journal up to `redo_from` (often already
+//! durable), the WIJ slots, the two WIJ header copies, each database file.
 //!
 //! A crash before step 3 completes leaves the database files as of the
-//! previous cycle; during step 4, recovery restores the images from the
-//! active WIJ. Either way the files hold exactly one cycle's consistent
-//! snapshot and the journal from its `redo_from` on rebuilds the rest.
+//! previous cycle (whose images recovery restores, harmlessly, from the
+//! WIJ that still names it); during step 4, recovery restores the images
+//! from the active WIJ. Either way the files hold exactly one cycle's
+//! consistent snapshot and the journal from its `redo_from` on rebuilds
+//! the rest.
 
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -25,6 +35,23 @@ use crate::error::{EngineError, Result};
 use crate::journal::Record;
 use crate::wij::{PageImage, PAGE_SIZE};
 use crate::Lsn;
+
+/// Buffers a flush cycle reuses instead of allocating them anew: fresh
+/// memory every cycle costs page faults and zeroing in the kernel, a
+/// visible part of the write daemon's time.
+#[derive(Default)]
+pub(crate) struct CycleBuffers {
+    /// Page-sized buffers for the images; at most [`KEPT_PAGES`] are kept
+    /// between cycles.
+    pages: Vec<Vec<u8>>,
+    /// For runs of consecutive pages written with one call.
+    run: Vec<u8>,
+}
+
+/// Image buffers kept between cycles (16 MiB): enough for the cycles of a
+/// pool of a few thousand pages, without holding a whole large pool's worth
+/// of memory after one big cycle.
+const KEPT_PAGES: usize = 2048;
 
 impl Inner {
     pub(crate) fn checkpoint(&self) -> Result<()> {
@@ -36,14 +63,20 @@ impl Inner {
     /// while recovery replays, when the trees reflect a point inside the
     /// journal).
     pub(crate) fn checkpoint_at(&self, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
-        let _cycle = self.cycle.lock();
-        self.cycle_locked(bounds, false)
+        let mut bufs = self.cycle.lock();
+        self.cycle_locked(&mut bufs, bounds, false)
     }
 
-    /// One cycle; the caller holds `self.cycle`. With `every_meta`, the
-    /// meta page of every database is written with the cycle's bounds,
-    /// changed or not (a seed's copy needs every file stamped).
-    pub(crate) fn cycle_locked(&self, bounds: Option<(Lsn, Lsn)>, every_meta: bool) -> Result<()> {
+    /// One cycle; the caller holds `self.cycle` (its buffers). With
+    /// `every_meta`, the meta page of every database is written with the
+    /// cycle's bounds, changed or not (a seed's copy needs every file
+    /// stamped).
+    pub(crate) fn cycle_locked(
+        &self,
+        bufs: &mut CycleBuffers,
+        bounds: Option<(Lsn, Lsn)>,
+        every_meta: bool,
+    ) -> Result<()> {
         if let Some(why) = self.poison.lock().clone() {
             // Memory may disagree with the journal: never write it out.
             return Err(EngineError::Poisoned(why));
@@ -65,10 +98,12 @@ impl Inner {
             max_redo = max_redo.max(Lsn(meta.redo_from));
             let start = images.len();
             for p in &pages {
+                let mut data = bufs.pages.pop().unwrap_or_default();
+                p.node.encode_into(&mut data, p.page, p.lsn);
                 images.push(PageImage {
                     file_id: db.file_id,
                     page_no: p.page,
-                    data: p.node.encode(p.page, p.lsn),
+                    data,
                 });
             }
             images.push(PageImage {
@@ -81,7 +116,10 @@ impl Inner {
         if images.is_empty() {
             return Ok(());
         }
-        let result = self.write_cycle(max_redo, &images, &per_file);
+        let result = self.write_cycle(max_redo, &images, &per_file, &mut bufs.run);
+        let room = KEPT_PAGES.saturating_sub(bufs.pages.len());
+        bufs.pages
+            .extend(images.into_iter().take(room).map(|i| i.data));
         match result {
             Ok(()) => {
                 for (db, _) in &per_file {
@@ -100,6 +138,7 @@ impl Inner {
         max_redo: Lsn,
         images: &[PageImage],
         per_file: &[(Arc<Database>, std::ops::Range<usize>)],
+        run: &mut Vec<u8>,
     ) -> Result<()> {
         // The pages may hold changes journaled after the bounds were read
         // (between that read and the tree's lock): everything journaled
@@ -110,9 +149,8 @@ impl Inner {
         wij.begin_cycle(images)?;
         for (db, range) in per_file {
             self.preserve_for_seeds(db, &images[range.clone()])?;
-            write_images(db, &images[range.clone()])?;
+            write_images(db, &images[range.clone()], run)?;
         }
-        wij.end_cycle()?;
         drop(wij);
         tracing::debug!(pages = images.len(), redo = %max_redo, "flush cycle done");
         // Only a primary writes its own records: a follower's journal must
@@ -129,6 +167,18 @@ impl Inner {
                 open_txns: open,
                 time_us: super::now_us(),
             })?;
+        }
+        Ok(())
+    }
+
+    /// Marks the WIJ clean after the last cycle (a clean shutdown), so the
+    /// next startup compares that cycle's images with the files instead
+    /// of restoring them.
+    pub(crate) fn mark_clean(&self) -> Result<()> {
+        let _cycle = self.cycle.lock();
+        let mut wij = self.wij.lock();
+        if let crate::wij::WijState::Active { .. } = wij.state() {
+            wij.end_cycle()?;
         }
         Ok(())
     }
@@ -176,10 +226,7 @@ impl Inner {
     /// daemon, whose cycles use the current bounds.
     pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let limit = ((self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize).max(8);
-        let (dirty, pinned) = {
-            let tree = db.tree.read();
-            (tree.pager().dirty_count(), tree.pager().pinned())
-        };
+        let (dirty, pinned) = db.tree.read().pager().dirty_and_pinned();
         if bounds.is_none() && dirty > limit / 2 && self.opts.flush_interval.is_some() {
             self.kick_daemon();
         }
@@ -204,8 +251,9 @@ impl Inner {
     }
 }
 
-/// Writes page images at their places in a database file and syncs it.
-pub(crate) fn write_images(db: &Database, images: &[PageImage]) -> Result<()> {
+/// Writes page images at their places in a database file and syncs it;
+/// `run` is scratch space.
+pub(crate) fn write_images(db: &Database, images: &[PageImage], run: &mut Vec<u8>) -> Result<()> {
     let ctx = || format!("write pages of {}", db.path.display());
     let mut sorted: Vec<&PageImage> = images.iter().collect();
     sorted.sort_by_key(|i| i.page_no);
@@ -216,12 +264,17 @@ pub(crate) fn write_images(db: &Database, images: &[PageImage]) -> Result<()> {
         while j < sorted.len() && sorted[j].page_no == sorted[j - 1].page_no + 1 && j - i < 128 {
             j += 1;
         }
-        let mut buf = Vec::with_capacity((j - i) * PAGE_SIZE);
-        for img in &sorted[i..j] {
-            buf.extend_from_slice(&img.data);
-        }
+        let buf = if j == i + 1 {
+            &sorted[i].data
+        } else {
+            run.clear();
+            for img in &sorted[i..j] {
+                run.extend_from_slice(&img.data);
+            }
+            &*run
+        };
         db.file
-            .write_all_at(&buf, sorted[i].page_no * PAGE_SIZE as u64)
+            .write_all_at(buf, sorted[i].page_no * PAGE_SIZE as u64)
             .map_err(|e| EngineError::io(ctx(), e))?;
         i = j;
     }

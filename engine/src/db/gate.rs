@@ -209,7 +209,8 @@ impl Gate {
     /// The permit must be held until the change's journal records are
     /// appended.
     pub fn before_write(&self) -> Result<WritePermit<'_>> {
-        let deadline = Instant::now() + self.pause_timeout;
+        // Read the clock only if commits are paused: this runs on every write.
+        let mut deadline = None;
         loop {
             {
                 let mut s = self.state.lock();
@@ -222,7 +223,9 @@ impl Gate {
                     let Some(why) = s.paused.clone() else {
                         break;
                     };
-                    if self.changed.wait_until(&mut s, deadline).timed_out() {
+                    let until =
+                        *deadline.get_or_insert_with(|| Instant::now() + self.pause_timeout);
+                    if self.changed.wait_until(&mut s, until).timed_out() {
                         return Err(EngineError::Paused(why));
                     }
                 }

@@ -267,7 +267,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         next_txn: AtomicU64::new(1),
         next_session: AtomicU64::new(1),
         poison: Mutex::new(None),
-        cycle: Mutex::new(()),
+        cycle: Mutex::new(Default::default()),
         creating: Mutex::new(()),
         daemon_wake: (Mutex::new(DaemonWake::default()), Condvar::new()),
         closed: AtomicBool::new(false),
@@ -347,7 +347,7 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
         file: f.file.clone(),
         tree: RwLock::new(meta_stub),
     };
-    write_images(&db, images)
+    write_images(&db, images, &mut Vec::new())
 }
 
 fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {

@@ -131,11 +131,11 @@ impl Engine {
         // No database is created while the copy is set up (creation takes
         // `creating`, never the cycle lock, so this order is safe).
         let creating = inner.creating.lock();
-        let cycle = inner.cycle.lock();
+        let mut cycle = inner.cycle.lock();
         // Every meta page stamped with this cycle's bounds, even of files
         // with no change since their last cycle: each copied file then
         // needs the journal only from this cycle's bounds on.
-        inner.cycle_locked(None, true)?;
+        inner.cycle_locked(&mut cycle, None, true)?;
         let dbs: Vec<Arc<Database>> = inner.dbs.read().values().cloned().collect();
         let journal_end = inner.journal.durable_lsn();
         let mut files = Vec::new();

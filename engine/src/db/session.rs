@@ -154,7 +154,7 @@ impl Session {
                 } else {
                     key.encode()
                 };
-                tree.last_before(&bound).map_err(t)?.map(|(k, _)| k)
+                tree.last_before(&bound).map_err(t)?
             }
         };
         match found {
@@ -180,7 +180,7 @@ impl Session {
                 }
                 c.key().map(<[u8]>::to_vec)
             }
-            Direction::Backward => tree.last_before(&enc).map_err(t)?.map(|(k, _)| k),
+            Direction::Backward => tree.last_before(&enc).map_err(t)?,
         };
         match found {
             Some(k) if k.starts_with(&global) => Ok(Some(Key::decode(&k)?)),

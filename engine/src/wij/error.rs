@@ -61,8 +61,8 @@ pub enum WijError {
     /// More images than one cycle can hold (`u32::MAX`).
     #[error("WIJ {}: {count} images do not fit in one cycle", .path.display())]
     TooManyImages { path: PathBuf, count: usize },
-    /// The operation does not fit the state (e.g. `begin_cycle` while a
-    /// cycle is active, `end_cycle` with no active cycle).
+    /// The operation does not fit the state (`end_cycle` with no active
+    /// cycle).
     #[error("WIJ {}: cannot {op}: the WIJ is {state}", .path.display())]
     WrongState {
         path: PathBuf,

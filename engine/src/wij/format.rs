@@ -1,12 +1,20 @@
 //! The WIJ file format: where things are and how each block is encoded.
 //!
 //! ```text
-//!  offset 0            4096           8192                8192+SLOT_SIZE
-//!  +------------------+--------------+-------------------+-------------------+----
-//!  | header copy A    | header copy B| slot 0            | slot 1            | ...
-//!  | (4 KiB block)    | (4 KiB block)| (SLOT_SIZE bytes) |                   |
-//!  +------------------+--------------+-------------------+-------------------+----
+//!  offset 0            4096           8192                 8192 + S*SLOT_SIZE
+//!  +------------------+--------------+--------------------+--------------------+--------------------+----
+//!  | header copy A    | header copy B| stripe 0: S slots  | stripe 1: S slots  | stripe 2: S slots  | ...
+//!  | (4 KiB block)    | (4 KiB block)| (even cycles)      | (odd cycles)       | (even cycles)      |
+//!  +------------------+--------------+--------------------+--------------------+--------------------+----
 //! ```
+//!
+//! Slots come in stripes of `S` = [`STRIPE_SLOTS`] (about 1 MiB each, one
+//! write call); even stripes hold the slots of even cycles, odd stripes
+//! those of odd cycles. Slot `i` of cycle `c` is at
+//! [`slot_offset`]`(c, i)`: stripe `2 * (i / S) + c % 2`, place `i % S`.
+//! So a cycle never overwrites the slots of the cycle before it, which
+//! lets a cycle begin while the previous one is still `Active` in the
+//! header (see the crash model in [`super`]).
 //!
 //! The two header copies hold the same header once an update is complete;
 //! an update writes copy A, syncs, then writes copy B and syncs, so at most
@@ -16,13 +24,14 @@
 //!
 //! ```text
 //!  0      8  magic          b"RDBTWIJ\0"
-//!  8      4  version        u32 = 1 (FORMAT_VERSION)
+//!  8      4  version        u32 = 2 (FORMAT_VERSION; 1 had one run of
+//!                           slots reused by every cycle)
 //!  12     4  state          u32: 0 Empty, 1 Clean, 2 Active
 //!  16     8  cycle          u64: the cycle whose images the slots hold
 //!                           (0 when Empty)
 //!  24     8  image_count    u64: slots of that cycle (0 when Empty)
-//!  32     8  total_len      u64: SLOTS_OFFSET + image_count * SLOT_SIZE,
-//!                           the end of the cycle's last slot
+//!  32     8  total_len      u64: the end of the cycle's last slot
+//!                           (SLOTS_OFFSET when it has none)
 //!  40     8  seq            u64: header generation, +1 per update; the
 //!                           copy with the higher seq is the newer
 //!  48     4  page_size      u32 = 8192
@@ -59,17 +68,21 @@ pub const SLOTS_OFFSET: u64 = 2 * HEADER_BLOCK as u64;
 pub const SLOT_HEADER_LEN: usize = 32;
 /// Bytes of one slot: slot header and page data.
 pub const SLOT_SIZE: usize = SLOT_HEADER_LEN + PAGE_SIZE;
+/// Slots per stripe: about 1 MiB, written (or read) with one call.
+pub const STRIPE_SLOTS: u64 = ((1 << 20) / SLOT_SIZE) as u64;
 /// The only format version this build reads and writes.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 const MAGIC: [u8; 8] = *b"RDBTWIJ\0";
 const SLOT_MAGIC: [u8; 4] = *b"WIJS";
 /// Bytes of the header that are meaningful (checksum included).
 const HEADER_LEN: usize = 64;
 
-/// Offset of slot `index`.
-pub fn slot_offset(index: u64) -> u64 {
-    SLOTS_OFFSET + index * SLOT_SIZE as u64
+/// Offset of slot `index` of cycle `cycle`; the slots of one stripe are
+/// contiguous.
+pub fn slot_offset(cycle: u64, index: u64) -> u64 {
+    let stripe = 2 * (index / STRIPE_SLOTS) + cycle % 2;
+    SLOTS_OFFSET + (stripe * STRIPE_SLOTS + index % STRIPE_SLOTS) * SLOT_SIZE as u64
 }
 
 fn u32_at(bytes: &[u8], at: usize) -> u32 {
@@ -97,7 +110,10 @@ pub struct Header {
 impl Header {
     /// End of the last slot of the header's cycle.
     pub fn total_len(&self) -> u64 {
-        slot_offset(self.image_count)
+        match self.image_count.checked_sub(1) {
+            Some(last) => slot_offset(self.state.cycle(), last) + SLOT_SIZE as u64,
+            None => SLOTS_OFFSET,
+        }
     }
 
     /// The whole 4 KiB block of a copy.
@@ -302,11 +318,33 @@ mod tests {
             seq: 0,
         }
         .encode();
-        block[8..12].copy_from_slice(&2u32.to_le_bytes());
+        // Version 1: the layout before stripes.
+        block[8..12].copy_from_slice(&1u32.to_le_bytes());
         let crc = crc32c::crc32c(&block[0..60]);
         block[60..64].copy_from_slice(&crc.to_le_bytes());
-        assert_eq!(Header::decode(&block), HeaderCopy::Unsupported(2));
+        assert_eq!(Header::decode(&block), HeaderCopy::Unsupported(1));
         assert!(matches!(Header::decode(&[7u8; 64]), HeaderCopy::Damaged(_)));
+    }
+
+    #[test]
+    fn consecutive_cycles_use_disjoint_slots() {
+        let s = STRIPE_SLOTS;
+        for cycle in 1..5u64 {
+            let mine: Vec<u64> = (0..3 * s).map(|i| slot_offset(cycle, i)).collect();
+            let next: Vec<u64> = (0..3 * s).map(|i| slot_offset(cycle + 1, i)).collect();
+            assert!(mine.iter().all(|o| !next.contains(o)), "cycle {cycle}");
+            assert!(mine
+                .iter()
+                .all(|o| (o - SLOTS_OFFSET).is_multiple_of(SLOT_SIZE as u64)));
+            // Within a stripe, slots are contiguous.
+            assert_eq!(mine[1] - mine[0], SLOT_SIZE as u64);
+            assert_eq!(
+                mine[s as usize] - mine[s as usize - 1],
+                (s + 1) * SLOT_SIZE as u64
+            );
+        }
+        assert_eq!(slot_offset(2, 0), SLOTS_OFFSET);
+        assert_eq!(slot_offset(1, 0), SLOTS_OFFSET + s * SLOT_SIZE as u64);
     }
 
     #[test]

@@ -4,15 +4,23 @@
 //! The write daemon flushes dirty pages in *cycles*:
 //!
 //! 1. **Phase 1** ([`Wij::begin_cycle`]): write the page images into the
-//!    WIJ slots, sync, then mark the WIJ `Active` for the new cycle.
+//!    WIJ slots of the new cycle, sync, then mark the WIJ `Active` for it.
 //! 2. **Phase 2** (the caller): write the same pages into the database
 //!    files and sync them.
-//! 3. [`Wij::end_cycle`]: mark the WIJ `Clean`.
+//!
+//! The next cycle's phase 1 starts from that `Active` header: a cycle
+//! begins only after the previous one's phase 2, so naming cycle `c + 1`
+//! active says that cycle `c` is done, and marking `c` clean needs no
+//! synced step of its own. Its slots are in the other stripes (see
+//! [`mod@format`]), so they stay intact until the header names `c + 1`.
+//! [`Wij::end_cycle`] marks the WIJ `Clean` when nothing follows: at a
+//! clean shutdown and after a restore.
 //!
 //! At startup an `Active` WIJ is restored: the caller writes
 //! [`Wij::images`] back into the database files, syncs them and calls
-//! [`Wij::end_cycle`]. A `Clean` WIJ is compared by the caller with the
-//! pages it last wrote, and a mismatch is reported.
+//! [`Wij::end_cycle`] (restoring a cycle whose phase 2 had finished
+//! rewrites the pages it already holds). A `Clean` WIJ is compared by the
+//! caller with the pages it last wrote, and a mismatch is reported.
 //!
 //! The file layout and the byte encodings are in [`mod@format`]; how the two
 //! header copies are reconciled at open is in [`recovery`].
@@ -22,40 +30,41 @@
 //! The storage contract ([`crate::storage`]) lets a crash keep any subset of
 //! the writes issued since a file's last sync and tear any of them at
 //! 512-byte sectors. The sync points of one cycle `c`, and what a crash at
-//! each leaves (`P` is the previous state, `Clean(c-1)` or `Empty`):
+//! each leaves (`P` is the previous state: `Empty`, `Clean(c-1)` or
+//! `Active(c-1)`, whose phase 2 is complete):
 //!
 //! | step                                   | a crash before it is durable leaves |
 //! |----------------------------------------|-------------------------------------|
 //! | 1. write slots of `c`, sync            | `P`; slots of `c` dropped, applied or torn |
 //! | 2. write header copy A = `Active(c)`, sync | `P` or `Active(c)` (slots are durable) |
 //! | 3. write header copy B = `Active(c)`, sync | `Active(c)` (copy A is durable)   |
-//! | 4. write header copy A = `Clean(c)`, sync  | `Active(c)` or `Clean(c)`         |
-//! | 5. write header copy B = `Clean(c)`, sync  | `Clean(c)`                        |
+//! | (caller: phase 2, database files synced)   | `Active(c)`                       |
+//! | 4. only by `end_cycle`: copy A = `Clean(c)`, sync | `Active(c)` or `Clean(c)`  |
+//! | 5. only by `end_cycle`: copy B = `Clean(c)`, sync | `Clean(c)`                 |
 //!
 //! So a reopened WIJ is in the state before or after the interrupted step,
 //! never anything else, and a torn header copy never loses the state: the
 //! copy not in flight still holds the old or the new header (see
-//! [`recovery`], which also repairs the stale copy at open).
-//!
-//! Slots are reused by every cycle from slot 0, so a crash in step 1 of
-//! cycle `c + 1` leaves a `Clean(c)` header over slots partly rewritten.
-//! [`Wij::scan`] decides slot by slot:
+//! [`recovery`], which also repairs the stale copy at open). Whatever the
+//! state, the slots of the cycle it names are never written by the step in
+//! flight: cycle `c`'s slots are in the stripes of `c`'s parity, and the
+//! next cycle to use them, `c + 2`, starts only once the header names
+//! `c + 1`. [`Wij::scan`] decides slot by slot:
 //!
 //! | header      | slot checksum | slot's cycle     | result                                  |
 //! |-------------|---------------|------------------|-----------------------------------------|
 //! | `Active(c)` | bad           | -                | `Corrupt` (its slots were synced first) |
 //! | `Active(c)` | good          | `c`              | image                                   |
 //! | `Active(c)` | good          | not `c`          | `Corrupt`                               |
-//! | `Clean(c)`  | bad           | -                | skipped: torn by an unfinished cycle `c + 1` |
+//! | `Clean(c)`  | bad           | -                | skipped: damaged                        |
 //! | `Clean(c)`  | good          | `c`              | image                                   |
-//! | `Clean(c)`  | good          | `c + 1`          | skipped: overwritten by an unfinished cycle `c + 1` |
-//! | `Clean(c)`  | good          | other            | `Corrupt` (no crash writes that)        |
+//! | `Clean(c)`  | good          | not `c`          | `Corrupt` (no crash writes that)        |
 //! | any         | good, but wrong magic or slot index | | `Corrupt`                        |
 //! | any         | slot past the end of the file |  | `Corrupt`                               |
 //!
-//! A `Clean` scan cannot tell a torn slot from a rotten one; both are
-//! skipped, which is harmless since a `Clean` cycle's pages are already
-//! durable in the database.
+//! No crash damages a slot of a `Clean` cycle, so a bad one is rot; it is
+//! skipped (and reported), which is harmless since a `Clean` cycle's pages
+//! are already durable in the database.
 //!
 //! A failed write or sync poisons the [`Wij`] (its durable state is then
 //! unknown): every later call fails with [`WijError::Poisoned`] until the
@@ -74,14 +83,17 @@ pub mod recovery;
 
 pub use error::{WijError, WijPart};
 
-use format::{Header, SlotHeader, SlotRead, HEADER_BLOCK, HEADER_COPIES, SLOTS_OFFSET, SLOT_SIZE};
+use format::{
+    Header, SlotHeader, SlotRead, HEADER_BLOCK, HEADER_COPIES, SLOTS_OFFSET, SLOT_SIZE,
+    STRIPE_SLOTS,
+};
 use recovery::HeaderDecision;
 
 /// The engine's page size in bytes; every image is one page.
 pub const PAGE_SIZE: usize = 8192;
 
-/// Slots written (or read) per system call: about 1 MiB.
-const SLOTS_PER_BATCH: usize = (1 << 20) / SLOT_SIZE;
+/// Slots written (or read) per system call: one stripe.
+const SLOTS_PER_BATCH: usize = STRIPE_SLOTS as usize;
 
 /// One database page as the write daemon flushes it.
 #[derive(Clone, PartialEq, Eq)]
@@ -142,10 +154,9 @@ impl fmt::Display for WijState {
 /// Why [`Wij::scan`] left a slot of a `Clean` WIJ out.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SkipReason {
-    /// The checksum fails: torn by an unfinished later cycle.
-    Torn,
-    /// A later, unfinished cycle already rewrote it.
-    Overwritten { cycle: u64 },
+    /// The checksum fails: damaged since it was synced (no crash tears a
+    /// slot of the cycle the header names).
+    Damaged,
 }
 
 /// A slot of the header's cycle that [`Wij::scan`] left out.
@@ -176,6 +187,8 @@ pub struct Wij {
     header: Header,
     /// Set by a failed write or sync; see [`WijError::Poisoned`].
     poisoned: bool,
+    /// The slots of one stripe, kept from cycle to cycle.
+    batch: Vec<u8>,
 }
 
 impl fmt::Debug for Wij {
@@ -219,6 +232,7 @@ impl Wij {
             path: path.to_path_buf(),
             header: empty,
             poisoned: false,
+            batch: Vec::new(),
         };
         match recovery::decide(&copies, len) {
             HeaderDecision::Use { header, repair } => {
@@ -296,13 +310,12 @@ impl Wij {
 
     /// Phase 1: writes `images` as cycle `last cycle + 1`, syncs, then
     /// marks the WIJ `Active` for that cycle (both header copies, a sync
-    /// after each). Returns the new cycle number. Refused while a cycle is
-    /// `Active`. Any failure poisons the WIJ.
+    /// after each). Returns the new cycle number. If a cycle is `Active`,
+    /// the caller must have finished its phase 2 (its pages are durable in
+    /// the database files): the new header says it is done. Any failure
+    /// poisons the WIJ.
     pub fn begin_cycle(&mut self, images: &[PageImage]) -> Result<u64, WijError> {
         self.check_usable()?;
-        if let WijState::Active { .. } = self.header.state {
-            return Err(self.wrong_state("begin a cycle"));
-        }
         if let Some((index, image)) = images
             .iter()
             .enumerate()
@@ -321,7 +334,7 @@ impl Wij {
             });
         }
         let cycle = self.header.state.cycle() + 1;
-        let mut batch = Vec::with_capacity(SLOTS_PER_BATCH.min(images.len()) * SLOT_SIZE);
+        let mut batch = std::mem::take(&mut self.batch);
         for (chunk_no, chunk) in images.chunks(SLOTS_PER_BATCH).enumerate() {
             let first = chunk_no * SLOTS_PER_BATCH;
             batch.clear();
@@ -337,8 +350,9 @@ impl Wij {
                 head.encode_into(&image.data, &mut batch);
             }
             let what = format!("write images {first}.. of cycle {cycle} to");
-            self.write_at(&batch, format::slot_offset(first as u64), &what)?;
+            self.write_at(&batch, format::slot_offset(cycle, first as u64), &what)?;
         }
+        self.batch = batch;
         self.sync(&format!("sync images of cycle {cycle} in"))?;
         let active = Header {
             state: WijState::Active { cycle },
@@ -349,9 +363,9 @@ impl Wij {
         Ok(cycle)
     }
 
-    /// After phase 2: marks the WIJ `Clean` (both header copies, a sync
-    /// after each). Refused unless a cycle is `Active`. Any failure poisons
-    /// the WIJ.
+    /// After phase 2, when no cycle follows (a clean shutdown, a restore):
+    /// marks the WIJ `Clean` (both header copies, a sync after each).
+    /// Refused unless a cycle is `Active`. Any failure poisons the WIJ.
     pub fn end_cycle(&mut self) -> Result<(), WijError> {
         self.check_usable()?;
         let WijState::Active { cycle } = self.header.state else {
@@ -369,7 +383,7 @@ impl Wij {
     /// none when `Empty`), in the order `begin_cycle` got them. For an
     /// `Active` WIJ every image must verify, else [`WijError::Corrupt`]
     /// names the image and its offset; for a `Clean` one, slots a later,
-    /// unfinished cycle overwrote or tore are left out (see [`Wij::scan`]).
+    /// damaged slots are left out (see [`Wij::scan`]).
     pub fn images(&self) -> Result<Vec<PageImage>, WijError> {
         Ok(self.scan()?.images)
     }
@@ -394,10 +408,14 @@ impl Wij {
             source,
         })?;
         if len < header.total_len() {
-            let index = len.saturating_sub(SLOTS_OFFSET) / SLOT_SIZE as u64;
+            // The first slot that does not fit (the search ends: the last
+            // one does not).
+            let index = (0..count)
+                .find(|&i| format::slot_offset(cycle, i) + SLOT_SIZE as u64 > len)
+                .unwrap_or(0);
             return Err(self.corrupt(
                 WijPart::Image(index),
-                format::slot_offset(index),
+                format::slot_offset(cycle, index),
                 format!(
                     "the file ends at {len}, before the end of the cycle's slots at {}",
                     header.total_len()
@@ -409,7 +427,7 @@ impl Wij {
         while first < count {
             let n = (count - first).min(SLOTS_PER_BATCH as u64) as usize;
             let buf = &mut batch[..n * SLOT_SIZE];
-            let offset = format::slot_offset(first);
+            let offset = format::slot_offset(cycle, first);
             self.file
                 .read_exact_at(buf, offset)
                 .map_err(|source| WijError::Io {
@@ -421,7 +439,7 @@ impl Wij {
                 })?;
             for (i, slot) in buf.chunks_exact(SLOT_SIZE).enumerate() {
                 let index = first + i as u64;
-                let offset = format::slot_offset(index);
+                let offset = format::slot_offset(cycle, index);
                 let skip = |reason| SkippedSlot {
                     index,
                     offset,
@@ -435,7 +453,7 @@ impl Wij {
                             "checksum mismatch".into(),
                         ))
                     }
-                    SlotRead::BadChecksum => scan.skipped.push(skip(SkipReason::Torn)),
+                    SlotRead::BadChecksum => scan.skipped.push(skip(SkipReason::Damaged)),
                     SlotRead::BadMagic => {
                         return Err(self.corrupt(
                             WijPart::Image(index),
@@ -450,9 +468,6 @@ impl Wij {
                     SlotRead::Valid(head) if head.cycle == cycle => {
                         scan.images.push(head.image(slot))
                     }
-                    SlotRead::Valid(head) if !active && head.cycle == cycle + 1 => scan
-                        .skipped
-                        .push(skip(SkipReason::Overwritten { cycle: head.cycle })),
                     SlotRead::Valid(head) => {
                         let detail = format!(
                             "slot is from cycle {}, the header's cycle is {cycle}",

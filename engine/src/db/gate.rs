@@ -259,9 +259,13 @@ impl Gate {
             // The journal's own position decides; the flusher's reports
             // (`s.durable`) only decide whom to wake.
             let here = local.is_none_or(|j| j.durable_lsn() >= end);
-            if let Some(j) = local.filter(|j| !here && j.is_poisoned()) {
-                // The flusher failed; the journal says why.
+            if let Some(j) = local.filter(|j| !here && (j.is_poisoned() || !j.flusher_running())) {
+                // The flusher failed (the journal says why) or has stopped
+                // (the engine is closing): make the record durable here.
+                drop(s);
                 j.wait_durable(end)?;
+                s = self.state.lock();
+                continue;
             }
             match &s.access {
                 Access::ReadOnly { .. } => {
@@ -286,8 +290,15 @@ impl Gate {
             }
             let me = std::thread::current();
             s.waiters.push((end, local.is_some(), me.clone()));
-            // An unpark between the unlock and the park is not lost.
-            parking_lot::MutexGuard::unlocked(&mut s, std::thread::park);
+            // An unpark between the unlock and the park is not lost. The
+            // timeout only rechecks a flusher that may have stopped.
+            parking_lot::MutexGuard::unlocked(&mut s, || {
+                if local.is_some() {
+                    std::thread::park_timeout(Duration::from_millis(100));
+                } else {
+                    std::thread::park();
+                }
+            });
             s.waiters.retain(|(_, _, t)| t.id() != me.id());
         }
     }

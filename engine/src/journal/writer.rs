@@ -122,6 +122,8 @@ impl Pending {
 /// sequences see each other (at least one of them sees the other's store).
 #[derive(Default)]
 struct FlusherSignal {
+    /// The flusher thread runs (false before it starts and once it ends).
+    running: std::sync::atomic::AtomicBool,
     idle: std::sync::atomic::AtomicBool,
     /// `true` once the flusher must stop.
     stop: Mutex<bool>,
@@ -695,10 +697,19 @@ impl Journal {
         let j = Journal {
             inner: self.inner.clone(),
         };
+        self.inner.flusher.running.store(true, Ordering::SeqCst);
         let thread = std::thread::Builder::new()
             .name("redoubt-journal-flush".into())
             .spawn(move || {
                 let f = &j.inner.flusher;
+                // Cleared however the thread ends, so waiters can tell.
+                struct Running<'a>(&'a std::sync::atomic::AtomicBool);
+                impl Drop for Running<'_> {
+                    fn drop(&mut self) {
+                        self.0.store(false, Ordering::SeqCst);
+                    }
+                }
+                let _running = Running(&f.running);
                 let (mut served, mut last_batch) = (0u64, 0u64);
                 loop {
                     {
@@ -748,6 +759,13 @@ impl Journal {
             inner: self.inner.clone(),
             thread: Some(thread),
         }
+    }
+
+    /// Whether a background flusher is running (see
+    /// [`Journal::start_flusher`]); once it has stopped, a committer must
+    /// make its record durable itself ([`Journal::wait_durable`]).
+    pub fn flusher_running(&self) -> bool {
+        self.inner.flusher.running.load(Ordering::SeqCst)
     }
 
     /// Asks the background flusher for a flush of everything appended so

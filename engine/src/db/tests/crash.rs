@@ -57,14 +57,16 @@ fn apply(state: &mut State, c: &Change) {
 /// Runs commit units until the disk dies; returns the states recovery may
 /// legally produce: the last acknowledged one, and the one the unit in
 /// flight at the crash would have produced had it committed.
-fn workload(e: &Engine, seed: u64, units: usize) -> Vec<State> {
+///
+/// The session is the caller's, dropped only once the disk is dead: a
+/// rollback on drop then reaches no image. (Leaking it instead, with
+/// `mem::forget`, kept every run's engine and simulated disk alive.)
+fn workload(e: &Engine, s: &mut crate::db::Session, seed: u64, units: usize) -> Vec<State> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut s = e.session();
     let mut acked = State::new();
     for _ in 0..units {
         // The write daemon's cycles, at points the seed chooses.
         if rng.gen_bool(0.12) && e.checkpoint().is_err() {
-            std::mem::forget(s);
             return vec![acked];
         }
         let in_txn = rng.gen_bool(0.3);
@@ -114,13 +116,9 @@ fn workload(e: &Engine, seed: u64, units: usize) -> Vec<State> {
         }
         match result {
             Ok(()) => acked = next,
-            Err(_) => {
-                std::mem::forget(s); // the process is dead: no rollback on drop
-                return vec![acked, next];
-            }
+            Err(_) => return vec![acked, next],
         }
     }
-    std::mem::forget(s);
     vec![acked]
 }
 
@@ -128,8 +126,10 @@ fn one_cut(seed: u64, cut: u64) {
     let fs = SimFs::new();
     let e = open(&fs);
     fs.crash_at_sync(cut);
-    let allowed = workload(&e, seed, 120);
+    let mut s = e.session();
+    let allowed = workload(&e, &mut s, seed, 120);
     fs.crash_now();
+    drop(s);
     drop(e);
     let img = fs.crash_image(seed.wrapping_mul(31).wrapping_add(cut));
     let e = open(&img);

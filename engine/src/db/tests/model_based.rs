@@ -174,7 +174,7 @@ fn run(ops: Vec<Op>) {
                 // lost with the process and rolled back by recovery.
                 fs.crash_now();
                 let img = fs.crash_image(seed);
-                std::mem::forget(s);
+                drop(s); // its rollback reaches the dead disk, not the image
                 drop(e);
                 r.rollback_all();
                 fs = img;

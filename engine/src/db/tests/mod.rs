@@ -1,6 +1,7 @@
 //! Engine tests: operations, a model-based comparison with a `BTreeMap`, and
 //! crash images cut at every sync.
 
+mod commit_path;
 mod crash;
 mod model_based;
 mod ops;

@@ -10,6 +10,7 @@
 //! admin = "127.0.0.1:8701"        # optional HTTP admin API
 //! databases = ["USER"]            # created by the primary if missing
 //! cache_mb = 128                  # buffer pool per database
+//! journal_keep_mb = 1024          # journal kept for members that are away
 //!
 //! [[members]]
 //! name = "a"
@@ -42,6 +43,10 @@ pub struct MemberFile {
     pub databases: Vec<String>,
     #[serde(default = "default_cache_mb")]
     pub cache_mb: u64,
+    /// Journal kept (counted back from its end) beyond what recovery and
+    /// connected followers need, for members that are away.
+    #[serde(default = "default_journal_keep_mb")]
+    pub journal_keep_mb: u64,
     pub members: Vec<MemberEntry>,
 }
 
@@ -59,6 +64,10 @@ fn default_qos_ms() -> u64 {
 
 fn default_cache_mb() -> u64 {
     128
+}
+
+fn default_journal_keep_mb() -> u64 {
+    1024
 }
 
 impl MemberFile {
@@ -106,6 +115,7 @@ impl MemberFile {
             qos: Duration::from_millis(self.qos_ms),
             databases: self.databases.clone(),
             cache_pages: (self.cache_mb * 1024 * 1024 / 8192) as usize,
+            journal_keep_bytes: self.journal_keep_mb.saturating_mul(1 << 20),
             admin: self.admin.clone(),
         };
         cfg.validate()?;

@@ -125,6 +125,10 @@ impl Inner {
                 for (db, _) in &per_file {
                     db.tree.read().pager().flushed();
                 }
+                // Not while recovery replays (`bounds`): it reads on.
+                if bounds.is_none() {
+                    self.purge_journal(&dbs)?;
+                }
                 Ok(())
             }
             // The pages stay in flight (readable from memory): the files
@@ -179,6 +183,30 @@ impl Inner {
         let mut wij = self.wij.lock();
         if let crate::wij::WijState::Active { .. } = wij.state() {
             wij.end_cycle()?;
+        }
+        Ok(())
+    }
+
+    /// After a cycle: removes the journal segments nobody needs. Kept is
+    /// everything from the oldest of
+    /// - where recovery would start: `min(redo_from, undo_from)` of every
+    ///   database's meta page *on disk* (what a crash would find);
+    /// - `journal_keep_bytes` before the end;
+    /// - what the mirror's connected followers still need (`journal_floor`);
+    /// - the journal part of a seed being sent.
+    fn purge_journal(&self, dbs: &[Arc<Database>]) -> Result<()> {
+        let end = self.journal.end_lsn().0;
+        let mut keep = end.saturating_sub(self.opts.journal_keep_bytes);
+        for db in dbs {
+            let meta = super::database::read_meta(&*db.file, &db.path)?;
+            keep = keep.min(meta.redo_from.min(meta.undo_from));
+        }
+        keep = keep.min(self.journal_floor.load(std::sync::atomic::Ordering::SeqCst));
+        if let Some(hold) = self.seed_journal_hold() {
+            keep = keep.min(hold.0);
+        }
+        if keep > self.journal.oldest_lsn().0 {
+            self.journal.purge_before(Lsn(keep))?;
         }
         Ok(())
     }

@@ -87,6 +87,12 @@ pub struct EngineOptions {
     /// committer), so that more of them share it; see
     /// `Journal::start_flusher`. Default 60 µs.
     pub commit_delay: Duration,
+    /// Journal kept after every flush cycle, counted back from its end,
+    /// whatever recovery needs: for followers that are away (a mirror
+    /// member back within this much catches up by streaming; one further
+    /// behind needs a seed). Segments older than this and than what
+    /// recovery and connected followers need are removed. Default 1 GiB.
+    pub journal_keep_bytes: u64,
 }
 
 impl Default for EngineOptions {
@@ -100,6 +106,7 @@ impl Default for EngineOptions {
             mirrored: false,
             pause_timeout: Duration::from_secs(30),
             commit_delay: Duration::from_micros(60),
+            journal_keep_bytes: 1 << 30,
         }
     }
 }
@@ -139,6 +146,9 @@ pub(crate) struct Inner {
     /// The journal flushes in the background (mirror members): commits
     /// wait in the gate only.
     pub(crate) background_flush: AtomicBool,
+    /// The oldest journal position the mirror's followers still need
+    /// (set by the member; `u64::MAX`: no follower constrains purging).
+    pub(crate) journal_floor: AtomicU64,
     /// Copies in progress for seeding members (see `seed.rs`).
     pub(crate) seeds: Mutex<Vec<Arc<seed::FileCopy>>>,
 }

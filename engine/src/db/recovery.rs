@@ -275,6 +275,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         history: Mutex::new(history),
         seeds: Mutex::new(Vec::new()),
         background_flush: AtomicBool::new(false),
+        journal_floor: AtomicU64::new(u64::MAX),
         gate: Gate::new(
             if opts_mirrored {
                 Access::ReadOnly { primary: None }
@@ -352,14 +353,24 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
 
 fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
     let dbs: Vec<Arc<Database>> = inner.dbs.read().values().cloned().collect();
+    // A database never flushed (its meta still as created, redo_from 0)
+    // has all its records after its creation record, which is after any
+    // purge of the journal (purges keep what every database listed at the
+    // time needs, and a database created later journals after that): it
+    // needs the journal only from the oldest position held.
+    let oldest = inner.journal.oldest_lsn().0;
     let from = dbs
         .iter()
         .map(|d| {
             let m = d.tree.read();
-            m.meta().undo_from.min(m.meta().redo_from)
+            if m.meta().redo_from == 0 {
+                oldest
+            } else {
+                m.meta().undo_from.min(m.meta().redo_from)
+            }
         })
         .min()
-        .unwrap_or(0);
+        .unwrap_or(oldest);
     let from = Lsn(from);
     report.replay_from = from;
     let limit = (inner.opts.cache_pages as f64 * inner.opts.dirty_fraction) as usize;

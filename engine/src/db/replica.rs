@@ -52,6 +52,15 @@ impl Engine {
     }
 
     /// The backup has made everything before `upto` durable.
+    /// The oldest journal position the mirror's followers still need
+    /// (`None`: no constraint); flush cycles never purge from there on.
+    pub fn set_journal_floor(&self, floor: Option<Lsn>) {
+        self.inner.journal_floor.store(
+            floor.map_or(u64::MAX, |l| l.0),
+            std::sync::atomic::Ordering::SeqCst,
+        );
+    }
+
     pub fn backup_acked(&self, upto: Lsn) {
         self.inner.gate.backup_acked(upto);
     }

@@ -91,6 +91,8 @@ pub(crate) struct FileCopy {
     file: Arc<dyn VfsFile>,
     path: PathBuf,
     pages: u64,
+    /// Where the seed's journal part begins: kept from purges.
+    journal_start: Lsn,
     state: Mutex<CopyState>,
 }
 
@@ -141,9 +143,13 @@ impl Engine {
         let mut files = Vec::new();
         let mut databases = Vec::new();
         let mut journal_start = journal_end;
+        let mut metas = Vec::new();
         for db in dbs {
             let meta = database::read_meta(&*db.file, &db.path)?;
             journal_start = journal_start.min(Lsn(meta.redo_from.min(meta.undo_from)));
+            metas.push((db, meta));
+        }
+        for (db, meta) in metas {
             databases.push(SeedDatabase {
                 file_id: db.file_id,
                 name: db.name.clone(),
@@ -154,9 +160,12 @@ impl Engine {
                 file: db.file.clone(),
                 path: db.path.clone(),
                 pages: meta.page_count,
+                journal_start,
                 state: Mutex::new(CopyState::default()),
             }));
         }
+        // Registered before the cycle lock goes: no purge (which runs at
+        // the end of a cycle) removes the journal part from here on.
         inner.seeds.lock().extend(files.iter().cloned());
         drop(cycle);
         drop(creating);
@@ -280,6 +289,11 @@ impl Drop for SeedSnapshot {
 }
 
 impl Inner {
+    /// The oldest journal position a seed in progress still has to send.
+    pub(crate) fn seed_journal_hold(&self) -> Option<Lsn> {
+        self.seeds.lock().iter().map(|f| f.journal_start).min()
+    }
+
     /// Before a cycle overwrites pages of `db`: keeps the on-disk bytes of
     /// those a running copy has not read yet.
     pub(crate) fn preserve_for_seeds(&self, db: &Database, images: &[PageImage]) -> Result<()> {

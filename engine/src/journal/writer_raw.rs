@@ -250,6 +250,47 @@ impl Journal {
     /// segments, some of them, none, or a torn new one, and opening it may
     /// fail or give another log. The caller must consider the member seeded
     /// only once reset has returned, and call it again after a crash.
+    /// Removes the segment files that hold only records before `lsn`
+    /// (never the last segment, which is being written). Returns the bytes
+    /// of the files removed. Positions before the new oldest segment then
+    /// read as `NotHeld`; a reader already inside a removed file goes on
+    /// reading it (the file stays open). The caller decides what nobody
+    /// needs any more (see `db/flush.rs`, `purge_journal`).
+    pub fn purge_before(&self, lsn: Lsn) -> Result<u64, JournalError> {
+        let inner = &*self.inner;
+        let doomed: Vec<(Lsn, String)> = {
+            let segs = inner.segments.read();
+            segs.windows(2)
+                .take_while(|w| w[1].start <= lsn)
+                .map(|w| (w[0].start, w[0].name.clone()))
+                .collect()
+        };
+        let mut bytes = 0;
+        for (start, name) in doomed {
+            let path = inner.dir.join(&name);
+            // Out of the index first: nobody opens it from here on.
+            let removed = {
+                let mut segs = inner.segments.write();
+                let at = segs.iter().position(|s| s.start == start);
+                at.map(|i| segs.remove(i))
+            };
+            if let Some(seg) = removed {
+                bytes += seg.file.len().unwrap_or(0);
+            }
+            inner
+                .vfs
+                .remove(&path)
+                .map_err(|e| JournalError::io(format!("remove journal segment {name}"), e))?;
+        }
+        if bytes > 0 {
+            inner.vfs.sync_dir(&inner.dir).map_err(|e| {
+                JournalError::io(format!("sync journal folder {}", inner.dir.display()), e)
+            })?;
+            info!(before = %lsn, bytes, "purged journal segments");
+        }
+        Ok(bytes)
+    }
+
     pub fn reset(
         vfs: Arc<dyn Vfs>,
         dir: &Path,

@@ -42,6 +42,9 @@ pub struct MemberConfig {
     pub databases: Vec<String>,
     /// Buffer pool bound per database, in 8 KiB pages.
     pub cache_pages: usize,
+    /// Journal kept beyond what recovery and connected followers need
+    /// (see `EngineOptions::journal_keep_bytes`).
+    pub journal_keep_bytes: u64,
     /// Where this member's HTTP admin API listens, if it has one (served by
     /// the `redoubt` process; reported in the status so tools find it).
     pub admin: Option<String>,

@@ -281,6 +281,7 @@ impl Member {
         seed_if_empty(&cfg)?;
         let opts = EngineOptions {
             cache_pages: cfg.cache_pages,
+            journal_keep_bytes: cfg.journal_keep_bytes,
             mirrored: true,
             ..EngineOptions::default()
         };

@@ -201,6 +201,7 @@ pub(crate) fn serve_follower(
     let _ = s.shutdown(std::net::Shutdown::Both);
     let armed = reader.join().unwrap_or(None);
     shared.view.lock().followers.remove(&name);
+    keep_journal_for_followers(&shared);
     if is_peer {
         shared.send(Msg::StreamEnded {
             follower: name,
@@ -208,6 +209,19 @@ pub(crate) fn serve_follower(
         });
     }
     result
+}
+
+/// Journal purges keep what the connected followers have not made durable
+/// yet (followers that are away are covered by `journal_keep_bytes`).
+fn keep_journal_for_followers(shared: &Shared) {
+    let floor = shared
+        .view
+        .lock()
+        .followers
+        .values()
+        .map(|f| f.durable)
+        .min();
+    shared.engine.set_journal_floor(floor.map(Lsn));
 }
 
 /// Reads acknowledgements until the stream fails; returns the synchronous
@@ -238,6 +252,7 @@ fn read_acks(shared: &Shared, r: &mut TcpStream, name: &str, is_peer: bool) -> O
                 last_ack: Instant::now(),
             },
         );
+        keep_journal_for_followers(shared);
         if !is_peer || !matches!(engine.access(), Access::Primary { .. }) {
             continue;
         }

@@ -20,7 +20,9 @@ pub(super) const DB: &str = "DB";
 
 /// Options for a simulated disk: small pool and segments so that flush
 /// cycles and segment rolls happen often; no background daemon, so every
-/// sync happens at a deterministic point.
+/// sync happens at a deterministic point; no journal kept beyond what
+/// recovery needs, so cycles purge segments (and the crash tests check
+/// that recovery never needs a purged one).
 pub(super) fn sim_opts(fs: &SimFs) -> EngineOptions {
     EngineOptions {
         vfs: Arc::new(fs.clone()),
@@ -31,6 +33,7 @@ pub(super) fn sim_opts(fs: &SimFs) -> EngineOptions {
             ..JournalOptions::default()
         },
         flush_interval: None,
+        journal_keep_bytes: 0,
         ..EngineOptions::default()
     }
 }

@@ -413,3 +413,59 @@ fn a_flipped_bit_before_the_checkpoint_stops_startup_and_says_where() {
     assert!(err.contains("journal corrupt at lsn"), "{err}");
     assert!(err.contains("00000000000000000000.jrn"), "{err}");
 }
+
+#[test]
+fn cycles_purge_the_journal_recovery_no_longer_needs() {
+    let fs = SimFs::new();
+    let e = open(&fs); // keeps no journal beyond what recovery needs
+    let mut s = e.session();
+    // A transaction open across the cycles: its records must stay.
+    let mut t = e.session();
+    t.tstart().unwrap();
+    t.set(DB, &k("^B(1)"), &v("1")).unwrap();
+    let txn_start = e.journal().oldest_lsn();
+    for i in 0..3000 {
+        s.set(
+            DB,
+            &k(&format!("^A({i})")),
+            &v(&format!("\"{}\"", "x".repeat(80))),
+        )
+        .unwrap();
+    }
+    e.checkpoint().unwrap();
+    assert_eq!(
+        e.journal().oldest_lsn(),
+        txn_start,
+        "kept for the open transaction"
+    );
+    t.tcommit().unwrap();
+    // A follower's floor holds what it has not made durable yet.
+    let floor = e.journal().end_lsn();
+    e.set_journal_floor(Some(floor));
+    for i in 0..3000 {
+        s.set(DB, &k(&format!("^A({i})")), &v("2")).unwrap();
+    }
+    e.checkpoint().unwrap();
+    let oldest = e.journal().oldest_lsn();
+    assert!(
+        oldest > txn_start && oldest <= floor,
+        "{oldest} vs floor {floor}"
+    );
+    e.set_journal_floor(None);
+    e.checkpoint().unwrap();
+    s.set(DB, &k("^A(0)"), &v("3")).unwrap();
+    e.checkpoint().unwrap();
+    assert!(
+        e.journal().oldest_lsn() > floor,
+        "purged once the floor went"
+    );
+    // A crash now recovers from what is left.
+    let want = contents(&e);
+    drop(s);
+    fs.crash_now();
+    drop(e);
+    let img = fs.crash_image(3);
+    let e = open(&img);
+    assert_eq!(contents(&e), want);
+    e.check().unwrap();
+}

@@ -156,7 +156,13 @@ fn kill_exceeds_pool_bound() {
 #[test]
 fn applying_while_the_daemon_flushes_does_not_deadlock() {
     let primary_fs = SimFs::new();
-    let p = open(&primary_fs);
+    // It keeps its journal for the follower (as a follower's floor would).
+    let popts = crate::EngineOptions {
+        journal_keep_bytes: u64::MAX,
+        ..sim_opts(&primary_fs)
+    };
+    let (p, _) = Engine::open(Path::new("/data"), popts).unwrap();
+    p.create_database(DB).unwrap();
     let mut s = p.session();
     for i in 0..4000 {
         s.set(

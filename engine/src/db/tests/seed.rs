@@ -11,8 +11,11 @@ use crate::journal::Journal;
 use crate::Lsn;
 
 fn open_at(fs: &SimFs, dir: &str, mirrored: bool) -> Engine {
+    // The source keeps its journal: `catch_up` streams it after the copy
+    // as a connected follower's floor would keep it.
     let opts = EngineOptions {
         mirrored,
+        journal_keep_bytes: u64::MAX,
         ..sim_opts(fs)
     };
     Engine::open(Path::new(dir), opts).expect("open").0

@@ -94,6 +94,9 @@ pub(crate) struct Shared {
     pub tx: Mutex<Sender<Msg>>,
     pub view: Mutex<View>,
     pub stop: AtomicBool,
+    /// Why the primary cannot stream to this member (it needs a seed:
+    /// `--reseed`), while that lasts.
+    pub needs_seed: Mutex<Option<String>>,
     pub commits: AtomicU64,
     pub arbiter_tx: Mutex<Option<Sender<link_arbiter::ArbiterCmd>>>,
     /// The origin of the state machine's clock (milliseconds since).
@@ -194,6 +197,7 @@ impl Shared {
                 .collect(),
             commits: self.commits.load(Ordering::Relaxed),
             poisoned: self.engine.poisoned(),
+            needs_seed: self.needs_seed.lock().clone(),
             epochs: self
                 .engine
                 .epoch_history()
@@ -323,6 +327,7 @@ impl Member {
             engine,
             tx: Mutex::new(tx),
             stop: AtomicBool::new(false),
+            needs_seed: Mutex::new(None),
             commits: AtomicU64::new(0),
             arbiter_tx: Mutex::new(None),
             started: Instant::now(),

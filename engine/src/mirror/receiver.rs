@@ -66,7 +66,14 @@ pub(crate) fn follow(shared: Arc<Shared>, primary: String) -> Following {
                     if once {
                         return;
                     }
-                    std::thread::sleep(Duration::from_millis(100));
+                    // Asking again soon will not help a member that needs
+                    // a seed; an operator has to restart it.
+                    let pause = if shared.needs_seed.lock().is_some() {
+                        Duration::from_secs(5)
+                    } else {
+                        Duration::from_millis(100)
+                    };
+                    std::thread::sleep(pause);
                 }
             })
             .expect("spawn follower")
@@ -204,6 +211,7 @@ fn follow_once(
             let msg = wire::recv(&mut s, limits).map_err(|e| e.to_string())?;
             match msg {
                 Message::Journal(chunk) => {
+                    shared.needs_seed.lock().take();
                     let start = Lsn(chunk.start);
                     let prev = journal.last_crc();
                     let records = Journal::decode_raw(start, prev, &chunk.bytes)
@@ -224,6 +232,7 @@ fn follow_once(
                     progress.report(new_end.0, target);
                 }
                 Message::Heartbeat(h) => {
+                    shared.needs_seed.lock().take();
                     let changed = {
                         let mut v = shared.view.lock();
                         v.upstream = Some(Upstream {
@@ -247,7 +256,9 @@ fn follow_once(
                 Message::History(_) => {}
                 Message::Diverged(d) => return Ok(Some(d)),
                 Message::SeedNeeded(n) => {
-                    return Err(format!("the primary cannot stream to us: {}", n.reason))
+                    tracing::error!(reason = %n.reason, "this member needs a fresh copy: restart it with `redoubt member --reseed`");
+                    *shared.needs_seed.lock() = Some(n.reason.clone());
+                    return Err(format!("the primary cannot stream to us: {}", n.reason));
                 }
                 other => return Err(format!("unexpected {} from the primary", other.name())),
             }

@@ -62,6 +62,10 @@ pub struct MemberStatus {
     #[serde(default)]
     pub journal_syncs: u64,
     pub poisoned: Option<String>,
+    /// Set while the primary refuses to stream to this member because it
+    /// needs a fresh copy (restart it with `--reseed`).
+    #[serde(default)]
+    pub needs_seed: Option<String>,
     /// Where each epoch of this member's journal began: (epoch, position).
     pub epochs: Vec<(u64, u64)>,
     /// Every member of the mirror as configured: (name, addr, kind).

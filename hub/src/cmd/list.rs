@@ -96,6 +96,8 @@ pub fn run(connect: &[String], json: bool) -> Result<()> {
             Ok(s) => {
                 let state = if s.poisoned.is_some() {
                     "poisoned"
+                } else if s.needs_seed.is_some() {
+                    "reseed"
                 } else if s.paused.is_some() {
                     "paused"
                 } else if s.role == "backup" && s.active_backup {

@@ -291,6 +291,11 @@ impl Entries {
         }
         let rest = &key[p..];
         let h = hint(rest);
+        // Start loading every line of the search index at once: the
+        // binary search below then waits for memory about once instead of
+        // once per probe (a page not touched lately is not in cache).
+        prefetch(&self.hints);
+        prefetch(&self.offs);
         let (mut lo, mut hi) = (0, n);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
@@ -366,6 +371,27 @@ fn lcp(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// The first 8 bytes, zero-padded, big-endian.
+/// Asks the CPU to start loading the cache lines that hold `items`, without
+/// waiting for them.
+#[inline]
+fn prefetch<T>(items: &[T]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        const LINE: usize = 64;
+        let start = items.as_ptr() as usize & !(LINE - 1);
+        let end = items.as_ptr() as usize + std::mem::size_of_val(items);
+        for line in (start..end).step_by(LINE) {
+            // SAFETY: a prefetch is only a hint to the cache: it never
+            // faults and never reads memory into anything Rust can see, so
+            // any address is fine (these lie within `items` anyway).
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+        }
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = items;
+}
+
 fn hint(rest: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = rest.len().min(8);

@@ -72,12 +72,23 @@ pub struct Found {
     pub before: Option<Vec<u8>>,
 }
 
+/// What [`Tree::take_flush`] hands to the write daemon.
+pub struct Flush {
+    pub pages: Vec<DirtyPage>,
+    pub meta: Meta,
+    /// Pages numbered from here on are fresh (see [`Tree::take_flush`]).
+    pub fresh_from: u64,
+}
+
 pub struct Tree {
     pager: Pager,
     meta: Meta,
     /// Bumped by every change of the structure or of a leaf, so a
     /// [`Found`] taken before a change is never used after it.
     version: u64,
+    /// The page count of the meta page last handed to the write daemon:
+    /// pages from here on were never part of a tree on disk.
+    flushed_pages: u64,
 }
 
 impl Tree {
@@ -89,6 +100,7 @@ impl Tree {
         Tree {
             pager,
             version: 0,
+            flushed_pages: 0,
             meta: Meta {
                 file_id,
                 name: name.to_string(),
@@ -104,6 +116,7 @@ impl Tree {
     pub fn open(file: Arc<dyn VfsFile>, cache_pages: usize, meta: Meta) -> Tree {
         Tree {
             pager: Pager::new(file, cache_pages),
+            flushed_pages: meta.page_count,
             meta,
             version: 0,
         }
@@ -423,11 +436,18 @@ impl Tree {
     }
 
     /// Hands the dirty pages and the current meta (stamped with the given
-    /// recovery bounds) to the write daemon.
-    pub fn take_flush(&mut self, redo_from: u64, undo_from: u64) -> (Vec<DirtyPage>, Meta) {
+    /// recovery bounds) to the write daemon, with the page count of the
+    /// previous flush's meta: pages from there on are *fresh*, in no tree
+    /// on disk, so a torn write of one cannot damage what a crash leaves.
+    pub fn take_flush(&mut self, redo_from: u64, undo_from: u64) -> Flush {
         self.meta.redo_from = redo_from;
         self.meta.undo_from = undo_from;
-        (self.pager.take_dirty(), self.meta.clone())
+        let fresh_from = std::mem::replace(&mut self.flushed_pages, self.meta.page_count);
+        Flush {
+            pages: self.pager.take_dirty(),
+            meta: self.meta.clone(),
+            fresh_from,
+        }
     }
 
     /// Verifies the whole structure; see [`TreeCheck`].
@@ -438,8 +458,25 @@ impl Tree {
     /// Branch pages from the root to the leaf where `key` belongs, then the
     /// leaf page and its node.
     fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64, Arc<Node>)> {
-        let mut path = Vec::new();
+        let mut path = Vec::with_capacity(4);
         let mut page = self.meta.root;
+        {
+            // Fast path while the pages on the way are resident: one shared
+            // lock of the pool for the whole descent (as `get_with`).
+            let view = self.pager.view();
+            while path.len() <= MAX_DEPTH {
+                match view.get_arc(page) {
+                    Some(node) => match &**node {
+                        Node::Branch { first, entries } => {
+                            page = Self::step(&mut path, page, *first, entries, key);
+                        }
+                        Node::Leaf(_) => return Ok((path, page, node.clone())),
+                        _ => break,
+                    },
+                    None => break,
+                }
+            }
+        }
         loop {
             if path.len() > MAX_DEPTH {
                 return Err(corrupt(
@@ -450,18 +487,24 @@ impl Tree {
             let node = self.pager.get(page)?;
             match &*node {
                 Node::Branch { first, entries } => {
-                    let ci = entries.count_le(key);
-                    path.push(Step {
-                        page,
-                        child: ci,
-                        last: ci == entries.len(),
-                    });
-                    page = Node::child(*first, entries, ci);
+                    page = Self::step(&mut path, page, *first, entries, key);
                 }
                 Node::Leaf(_) => return Ok((path, page, node)),
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         }
+    }
+
+    /// Records the step down from branch `page` towards `key`; returns the
+    /// child to visit.
+    fn step(path: &mut Vec<Step>, page: u64, first: u64, entries: &Entries, key: &[u8]) -> u64 {
+        let ci = entries.count_le(key);
+        path.push(Step {
+            page,
+            child: ci,
+            last: ci == entries.len(),
+        });
+        Node::child(first, entries, ci)
     }
 
     fn alloc(&mut self, lsn: u64) -> Result<u64> {

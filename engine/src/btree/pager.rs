@@ -129,7 +129,9 @@ impl Pager {
             let c = self.cache.read();
             if let Some(&i) = c.index.get(&page) {
                 let s = &c.slots[i];
-                s.referenced.store(true, Ordering::Relaxed);
+                if !s.referenced.load(Ordering::Relaxed) {
+                    s.referenced.store(true, Ordering::Relaxed);
+                }
                 return Ok(s.node.clone());
             }
         }
@@ -278,9 +280,18 @@ pub struct View<'a>(RwLockReadGuard<'a, Cache>);
 impl View<'_> {
     /// The page if it is resident (in flight pages are resident too).
     pub fn get(&self, page: u64) -> Option<&Node> {
+        self.get_arc(page).map(|n| &**n)
+    }
+
+    /// Like [`View::get`], with the shared node, to keep beyond the view.
+    pub fn get_arc(&self, page: u64) -> Option<&Arc<Node>> {
         let &i = self.0.index.get(&page)?;
         let s = &self.0.slots[i];
-        s.referenced.store(true, Ordering::Relaxed);
+        // Written only when it changes: a page many threads visit stays
+        // shared in their caches instead of bouncing between them.
+        if !s.referenced.load(Ordering::Relaxed) {
+            s.referenced.store(true, Ordering::Relaxed);
+        }
         Some(&s.node)
     }
 }

@@ -22,7 +22,7 @@ fn file() -> Arc<dyn VfsFile> {
 
 /// Writes what the tree has dirty straight to its file (no WIJ here).
 fn flush(tree: &mut Tree) {
-    let (pages, meta) = tree.take_flush(0, 0);
+    let super::Flush { pages, meta, .. } = tree.take_flush(0, 0);
     let f = tree.pager().file().clone();
     for p in pages {
         f.write_all_at(&p.node.encode(p.page, p.lsn), p.page * PAGE_SIZE as u64)

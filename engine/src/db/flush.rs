@@ -7,10 +7,17 @@
 //!    pages) and `undo_from` = the first position of any open transaction;
 //! 2. wait until the journal is durable up to the largest `redo_from`
 //!    (a page never reaches disk before the journal records it reflects);
-//! 3. phase 1: the page images go to the WIJ, durably, then it is marked
+//! 3. phase 0: *fresh* pages, numbered from the page count of the
+//!    previous cycle's meta page on, go straight to their database files,
+//!    which are synced. No tree on disk refers to them (only pages and a
+//!    meta page written through the WIJ below do), so a crash that tears
+//!    one loses nothing: the journal from the previous cycle's `redo_from`
+//!    builds them again. A bulk load's new pages are so written once, not
+//!    twice;
+//! 4. phase 1: the other page images go to the WIJ, durably, then it is marked
 //!    active (which says the previous cycle, whose phase 2 is done, is
 //!    finished: the WIJ keeps its slots apart, see `wij`);
-//! 4. phase 2: the same images go to the database files, each file synced;
+//! 5. phase 2: the same images go to the database files, each file synced;
 //!    the in-flight pages are released.
 //!
 //! The WIJ stays active until the next cycle: marking it clean would cost
@@ -18,12 +25,14 @@
 //! shutdown, so startup compares the last cycle with the files.
 //!
 //! Sync points per cycle: the journal up to `redo_from` (often already
-//! durable), the WIJ slots, the two WIJ header copies, each database file.
+//! durable), each database file with fresh pages, the WIJ slots, the two
+//! WIJ header copies, each database file.
 //!
-//! A crash before step 3 completes leaves the database files as of the
+//! A crash before step 4 completes leaves the database files as of the
 //! previous cycle (whose images recovery restores, harmlessly, from the
-//! WIJ that still names it); during step 4, recovery restores the images
-//! from the active WIJ. Either way the files hold exactly one cycle's
+//! WIJ that still names it); during step 5, recovery restores the images
+//! from the active WIJ (fresh pages are durable before it names the
+//! cycle). Either way the files hold exactly one cycle's
 //! consistent snapshot and the journal from its `redo_from` on rebuilds
 //! the rest.
 
@@ -46,6 +55,25 @@ pub(crate) struct CycleBuffers {
     pages: Vec<Vec<u8>>,
     /// For runs of consecutive pages written with one call.
     run: Vec<u8>,
+}
+
+/// The page images of one cycle.
+#[derive(Default)]
+struct Cycle {
+    /// Through the WIJ: pages that existed in the files before this cycle,
+    /// and each database's meta page.
+    images: Vec<PageImage>,
+    /// Fresh pages (numbered from the previous cycle's page count on):
+    /// straight to the files.
+    fresh: Vec<PageImage>,
+    per_file: Vec<FileCycle>,
+}
+
+/// One database's part of a [`Cycle`]: ranges of `images` and `fresh`.
+struct FileCycle {
+    db: Arc<Database>,
+    images: std::ops::Range<usize>,
+    fresh: std::ops::Range<usize>,
 }
 
 /// Image buffers kept between cycles (16 MiB): enough for the cycles of a
@@ -82,8 +110,7 @@ impl Inner {
             return Err(EngineError::Poisoned(why));
         }
         let dbs: Vec<Arc<Database>> = self.dbs.read().values().cloned().collect();
-        let mut images = Vec::new();
-        let mut per_file: Vec<(Arc<Database>, std::ops::Range<usize>)> = Vec::new();
+        let mut cycle = Cycle::default();
         let mut max_redo = Lsn::ZERO;
         for db in &dbs {
             // Bounds first, then the tree's lock: the applier takes them in
@@ -91,39 +118,54 @@ impl Inner {
             // be lower than exact, which replays a little more (replay is
             // idempotent) and never less.
             let (redo, undo) = bounds.unwrap_or_else(|| self.flush_bounds());
-            let (pages, meta) = db.tree.write().take_flush(redo.0, undo.0);
-            if pages.is_empty() && !every_meta {
+            let flush = db.tree.write().take_flush(redo.0, undo.0);
+            if flush.pages.is_empty() && !every_meta {
                 continue; // unchanged since its last cycle
             }
-            max_redo = max_redo.max(Lsn(meta.redo_from));
-            let start = images.len();
-            for p in &pages {
+            max_redo = max_redo.max(Lsn(flush.meta.redo_from));
+            let (start, fresh_start) = (cycle.images.len(), cycle.fresh.len());
+            for p in &flush.pages {
                 let mut data = bufs.pages.pop().unwrap_or_default();
                 p.node.encode_into(&mut data, p.page, p.lsn);
-                images.push(PageImage {
+                let to = if p.page >= flush.fresh_from {
+                    &mut cycle.fresh
+                } else {
+                    &mut cycle.images
+                };
+                to.push(PageImage {
                     file_id: db.file_id,
                     page_no: p.page,
                     data,
                 });
             }
-            images.push(PageImage {
+            cycle.images.push(PageImage {
                 file_id: db.file_id,
                 page_no: 0,
-                data: meta.encode(meta.redo_from),
+                data: flush.meta.encode(flush.meta.redo_from),
             });
-            per_file.push((db.clone(), start..images.len()));
+            cycle.per_file.push(FileCycle {
+                db: db.clone(),
+                images: start..cycle.images.len(),
+                fresh: fresh_start..cycle.fresh.len(),
+            });
         }
-        if images.is_empty() {
+        if cycle.per_file.is_empty() {
             return Ok(());
         }
-        let result = self.write_cycle(max_redo, &images, &per_file, &mut bufs.run);
+        let result = self.write_cycle(max_redo, &cycle, &mut bufs.run);
         let room = KEPT_PAGES.saturating_sub(bufs.pages.len());
-        bufs.pages
-            .extend(images.into_iter().take(room).map(|i| i.data));
+        bufs.pages.extend(
+            cycle
+                .images
+                .into_iter()
+                .chain(cycle.fresh)
+                .take(room)
+                .map(|i| i.data),
+        );
         match result {
             Ok(()) => {
-                for (db, _) in &per_file {
-                    db.tree.read().pager().flushed();
+                for f in &cycle.per_file {
+                    f.db.tree.read().pager().flushed();
                 }
                 // Not while recovery replays (`bounds`): it reads on.
                 if bounds.is_none() {
@@ -137,26 +179,35 @@ impl Inner {
         }
     }
 
-    fn write_cycle(
-        &self,
-        max_redo: Lsn,
-        images: &[PageImage],
-        per_file: &[(Arc<Database>, std::ops::Range<usize>)],
-        run: &mut Vec<u8>,
-    ) -> Result<()> {
+    fn write_cycle(&self, max_redo: Lsn, cycle: &Cycle, run: &mut Vec<u8>) -> Result<()> {
         // The pages may hold changes journaled after the bounds were read
         // (between that read and the tree's lock): everything journaled
         // before they were taken must be durable before any reaches disk.
         self.journal
             .wait_durable(self.journal.end_lsn().max(max_redo))?;
+        // Phase 0: fresh pages straight to their files (see the module
+        // documentation), durable before the WIJ names the cycle.
+        for f in &cycle.per_file {
+            let fresh = &cycle.fresh[f.fresh.clone()];
+            if !fresh.is_empty() {
+                self.preserve_for_seeds(&f.db, fresh)?;
+                write_images(&f.db, fresh, run)?;
+            }
+        }
         let mut wij = self.wij.lock();
-        wij.begin_cycle(images)?;
-        for (db, range) in per_file {
-            self.preserve_for_seeds(db, &images[range.clone()])?;
-            write_images(db, &images[range.clone()], run)?;
+        wij.begin_cycle(&cycle.images)?;
+        for f in &cycle.per_file {
+            let images = &cycle.images[f.images.clone()];
+            self.preserve_for_seeds(&f.db, images)?;
+            write_images(&f.db, images, run)?;
         }
         drop(wij);
-        tracing::debug!(pages = images.len(), redo = %max_redo, "flush cycle done");
+        tracing::debug!(
+            pages = cycle.images.len(),
+            fresh = cycle.fresh.len(),
+            redo = %max_redo,
+            "flush cycle done"
+        );
         // Only a primary writes its own records: a follower's journal must
         // stay byte for byte the primary's.
         if let Some(_permit) = self.gate.primary_permit() {

@@ -164,7 +164,14 @@ impl Drop for FlusherHandle {
 /// bytes (at most `segment_bytes`), as PostgreSQL zero-fills WAL files.
 /// Recovery reads a zero run to the end of the last segment as its clean
 /// end (`recovery.rs`, `Spot::Zeros`).
+///
+/// A batch of at least [`RESERVE_SKIP_BATCH`] bytes reserves nothing: the
+/// size change is then a small part of its sync, while the zeros would
+/// double the bytes it copies (bulk loads commit batches that large).
 pub const RESERVE_BYTES: u64 = 1 << 20;
+
+/// See [`RESERVE_BYTES`].
+pub const RESERVE_SKIP_BATCH: usize = 128 << 30;
 
 /// The segment being written; touched only by the flush leader.
 pub(super) struct Active {
@@ -335,7 +342,7 @@ impl Inner {
             )));
         }
         let batch_end = active.len + batch.len() as u64;
-        if batch_end > active.reserved {
+        if batch_end > active.reserved && batch.len() < RESERVE_SKIP_BATCH {
             // Zeros ahead, synced with this batch: the next batches then
             // overwrite allocated space and their syncs are data only.
             let ahead = RESERVE_BYTES.min(self.opts.segment_bytes);

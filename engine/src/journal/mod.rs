@@ -33,6 +33,7 @@ mod reader;
 mod record;
 pub mod recovery;
 mod replicate;
+mod reserve;
 mod segment;
 mod writer;
 mod writer_raw;

@@ -47,6 +47,7 @@ use super::reader::JournalReader;
 use super::record::Record;
 use super::recovery::{self, OpenReport};
 use super::replicate::Boundaries;
+use super::reserve::{self, Reserver};
 use super::segment::{create_segment, display_name, SegmentHeader};
 use crate::storage::{Vfs, VfsFile};
 use crate::Lsn;
@@ -63,6 +64,11 @@ pub struct JournalOptions {
     /// records reaching farther than this is corruption, not a torn write.
     /// Must be the same value the journal was written with. Default 4 MiB.
     pub max_batch_bytes: u64,
+    /// Zero-fill ahead of the records on a thread of the journal's own
+    /// (`reserve.rs`) instead of in the committing flush. Default on;
+    /// tests that count syncs to cut a simulated disk turn it off, since
+    /// the thread's syncs would fall at varying places.
+    pub zero_fill_thread: bool,
 }
 
 impl Default for JournalOptions {
@@ -70,6 +76,7 @@ impl Default for JournalOptions {
         JournalOptions {
             segment_bytes: 64 * 1024 * 1024,
             max_batch_bytes: 4 * 1024 * 1024,
+            zero_fill_thread: true,
         }
     }
 }
@@ -165,13 +172,10 @@ impl Drop for FlusherHandle {
 /// Recovery reads a zero run to the end of the last segment as its clean
 /// end (`recovery.rs`, `Spot::Zeros`).
 ///
-/// A batch of at least [`RESERVE_SKIP_BATCH`] bytes reserves nothing: the
-/// size change is then a small part of its sync, while the zeros would
-/// double the bytes it copies (bulk loads commit batches that large).
-pub const RESERVE_BYTES: u64 = 1 << 20;
-
-/// See [`RESERVE_BYTES`].
-pub const RESERVE_SKIP_BATCH: usize = 128 << 30;
+/// With `zero_fill_thread` (the default) a thread keeps several megabytes
+/// zeroed ahead (`reserve.rs`), so a flush zero-fills this much itself only
+/// when it finds nothing zeroed (the first batches of a new segment).
+pub const RESERVE_BYTES: u64 = 4 << 20;
 
 /// The segment being written; touched only by the flush leader.
 pub(super) struct Active {
@@ -227,6 +231,8 @@ pub(crate) struct Inner {
     pub(crate) segments: RwLock<Vec<SegmentEntry>>,
     /// Record boundaries already validated, for cheap raw reads.
     pub(super) boundaries: Boundaries,
+    /// The zero-filling thread, if `zero_fill_thread` (see `reserve.rs`).
+    pub(super) reserver: ReserveThread,
 }
 
 impl Inner {
@@ -334,6 +340,10 @@ impl Inner {
                 active.name
             )));
         }
+        if let Some((r, _)) = &self.reserver {
+            // Also waits while the thread zeroes where this batch goes.
+            active.reserved = r.collect(active.reserved, active.len + batch.len() as u64);
+        }
         if let Err(e) = active.file.write_all_at(batch, active.len) {
             return Err(self.poison(format!(
                 "write of {} bytes at lsn {start} to journal segment {} failed: {e}",
@@ -342,7 +352,7 @@ impl Inner {
             )));
         }
         let batch_end = active.len + batch.len() as u64;
-        if batch_end > active.reserved && batch.len() < RESERVE_SKIP_BATCH {
+        if batch_end > active.reserved {
             // Zeros ahead, synced with this batch: the next batches then
             // overwrite allocated space and their syncs are data only.
             let ahead = RESERVE_BYTES.min(self.opts.segment_bytes);
@@ -374,6 +384,12 @@ impl Inner {
         active.last_crc = last_crc;
         self.durable
             .store(start.0 + batch.len() as u64, Ordering::Release);
+        if let Some((r, _)) = &self.reserver {
+            active.reserved = r.collect(active.reserved, 0);
+            if active.reserved < active.len + reserve::AHEAD {
+                r.request(&active.file, active.reserved.max(active.len));
+            }
+        }
         Ok(())
     }
 
@@ -381,6 +397,7 @@ impl Inner {
     /// batch (or at open), so it is complete for good before the new file
     /// exists.
     fn roll(&self, active: &mut Active, start: Lsn) -> Result<(), JournalError> {
+        self.settle_reserve(active);
         // Only the last segment may end in reserved zeros: cut them first.
         if active.reserved > active.len {
             active
@@ -426,10 +443,35 @@ impl Inner {
     }
 }
 
+/// The zero-filling thread and its handle (see `reserve.rs`).
+type ReserveThread = Option<(Arc<Reserver>, Mutex<Option<std::thread::JoinHandle<()>>>)>;
+
+/// Before the last segment changes: takes in what the zero-filling thread
+/// did and lets it forget the segment.
+fn settle_reserve(reserver: &ReserveThread, active: &mut Active) {
+    if let Some((r, _)) = reserver {
+        active.reserved = r.collect(active.reserved, 0);
+        r.new_generation();
+    }
+}
+
+impl Inner {
+    pub(super) fn settle_reserve(&self, active: &mut Active) {
+        settle_reserve(&self.reserver, active);
+    }
+}
+
 impl Drop for Inner {
     /// A journal closed in good order gives its reserved zeros back, so
     /// its last segment ends at its last record, like every other.
     fn drop(&mut self) {
+        if let Some((r, thread)) = &self.reserver {
+            settle_reserve(&self.reserver, self.active.get_mut());
+            r.stop();
+            if let Some(t) = thread.lock().take() {
+                let _ = t.join();
+            }
+        }
         if self.poison.get().is_some() {
             return;
         }
@@ -638,7 +680,20 @@ impl Journal {
             active: Mutex::new(active),
             segments: RwLock::new(segments),
             boundaries: Boundaries::new(),
+            reserver: None,
         };
+        let mut inner = inner;
+        if inner.opts.zero_fill_thread {
+            let r = Arc::new(Reserver::default());
+            let thread = {
+                let r = r.clone();
+                std::thread::Builder::new()
+                    .name("redoubt-journal-zero".into())
+                    .spawn(move || r.run())
+                    .map_err(|e| JournalError::io("start the journal's zero-filling thread", e))?
+            };
+            inner.reserver = Some((r, Mutex::new(Some(thread))));
+        }
         Ok((
             Journal {
                 inner: Arc::new(inner),

@@ -161,6 +161,7 @@ impl Journal {
         }
         let _guard = LeaderGuard(inner);
         let mut active = inner.active.lock();
+        inner.settle_reserve(&mut active);
         let mut pending = inner.pending.lock();
         inner.check_poison()?;
         let end = pending.end();

@@ -169,6 +169,7 @@ fn crash_images_keep_every_acknowledged_record_concurrent() {
         opts: JournalOptions {
             segment_bytes: 3000,
             max_batch_bytes: 700,
+            zero_fill_thread: false,
         },
     };
     let points = sync_points(w) + 2;
@@ -192,6 +193,7 @@ fn crash_images_keep_every_acknowledged_record_rolling() {
         opts: JournalOptions {
             segment_bytes: 500,
             max_batch_bytes: 300,
+            zero_fill_thread: false,
         },
     };
     let points = sync_points(w) + 2;
@@ -215,6 +217,7 @@ fn crash_images_with_big_batches() {
         opts: JournalOptions {
             segment_bytes: 1 << 20,
             max_batch_bytes: 150,
+            zero_fill_thread: false,
         },
     };
     let points = sync_points(w) + 2;

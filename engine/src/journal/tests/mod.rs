@@ -15,6 +15,7 @@ mod journal;
 mod records;
 mod replication;
 mod tails;
+mod zero_fill;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -38,6 +39,8 @@ fn small_opts() -> JournalOptions {
     JournalOptions {
         segment_bytes: 4096,
         max_batch_bytes: 1024,
+        // Exercised here; tests that cut at a counted sync turn it off.
+        zero_fill_thread: true,
     }
 }
 

@@ -302,6 +302,7 @@ fn read_raw_verifies_what_it_returns_even_from_a_known_position() {
         let opts = JournalOptions {
             segment_bytes: 1 << 20,
             max_batch_bytes: 1024,
+            zero_fill_thread: false,
         };
         let (j, _) = env.open(opts, Lsn::ZERO);
         let pos = append_all(&j, &recs);
@@ -878,6 +879,7 @@ fn a_crash_during_append_raw_leaves_a_prefix() {
     let opts = JournalOptions {
         segment_bytes: 2000,
         max_batch_bytes: 700,
+        zero_fill_thread: false,
     };
     let dir = super::sim_dir();
     let feed = |sim: &SimFs| -> Lsn {

@@ -13,6 +13,7 @@ fn one_segment() -> JournalOptions {
     JournalOptions {
         segment_bytes: 1 << 20,
         max_batch_bytes: 1024,
+        zero_fill_thread: false,
     }
 }
 
@@ -392,6 +393,7 @@ fn damage_in_an_earlier_segment_is_corruption() {
     let opts = JournalOptions {
         segment_bytes: 2048,
         max_batch_bytes: 1024,
+        zero_fill_thread: false,
     };
     for env in Env::both() {
         let (_, pos, _) = write_log(&env, opts, 120);

@@ -109,6 +109,15 @@ pub fn dir_bytes(dir: &std::path::Path) -> u64 {
         .sum()
 }
 
+/// Writes back every dirty page the OS holds (`sync(2)`), so a measurement
+/// does not share the machine with the writeback of what earlier runs (of
+/// any store) wrote: on two cores the kernel's flusher threads take a
+/// visible share of one.
+pub fn settle_os() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() };
+}
+
 /// Bytes this process has passed to `write`-family system calls so far
 /// (`wchar` of `/proc/self/io`; `None` where that file does not exist).
 /// Only one store runs at a time, so a difference is that store's writes.

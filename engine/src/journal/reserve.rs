@@ -27,6 +27,11 @@ pub const AHEAD: u64 = 4 << 20;
 /// never queues behind much of the thread's writing.
 const CHUNK: u64 = 1 << 20;
 
+/// Bytes per write call: a write holds the file's lock in the kernel
+/// (ext4's inode lock), which the flush's own write of records waits for,
+/// spinning; short writes keep that wait short.
+const PIECE: usize = 64 << 10;
+
 struct Job {
     file: Arc<dyn VfsFile>,
     gen: u64,
@@ -53,7 +58,7 @@ pub(super) struct Reserver {
 impl Reserver {
     /// The thread's loop; returns once [`Reserver::stop`] is called.
     pub(super) fn run(&self) {
-        let zeros = vec![0u8; CHUNK as usize];
+        let zeros = vec![0u8; PIECE];
         loop {
             let job = {
                 let mut st = self.state.lock();

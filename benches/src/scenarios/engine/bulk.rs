@@ -54,6 +54,7 @@ pub fn run<S: Store>(ctx: &Ctx, order: Order, rows: u64, cache_bytes: u64) -> Re
     )?;
     let mut writer = store.writer()?;
     let mut rng = SplitMix64::new(0x5eed_b01c);
+    workload::settle_os();
     let mut keys: Vec<S::Key> = Vec::with_capacity(BATCH);
     let mut max_resident = None;
     let written_before = workload::process_written_bytes();

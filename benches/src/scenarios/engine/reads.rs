@@ -49,6 +49,7 @@ impl<S: Store> Loaded<S> {
     /// `duration`. Each thread first scans everything once with its own
     /// reader, so per-connection caches (SQLite's) are warm too.
     pub fn gets(&self, threads: usize, duration: Duration) -> Result<f64> {
+        workload::settle_os();
         let stop = AtomicBool::new(false);
         let ready = Barrier::new(threads + 1);
         let (start, results) = std::thread::scope(|scope| {

@@ -74,8 +74,15 @@ pub trait Writer<K> {
 }
 
 pub trait Reader<K> {
-    /// Reads one key; whether it was there.
+    /// Reads one key, borrowing its value where the store can; whether it
+    /// was there.
     fn get(&mut self, key: &K) -> Result<bool>;
+
+    /// Reads one key into an owned value (for a store whose plain read
+    /// copies anyway, the same as [`Reader::get`]).
+    fn get_owned(&mut self, key: &K) -> Result<bool> {
+        self.get(key)
+    }
 
     /// Reads every row in key order, returning how many.
     fn scan_all(&mut self) -> Result<u64>;

@@ -236,10 +236,14 @@ fn reads(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let d = Duration::from_secs_f64(secs);
     for threads in [1usize, 2] {
         let (mut o, mut s, mut r) = (Vec::new(), Vec::new(), Vec::new());
+        let mut owned = Vec::new();
         for _ in 0..reps {
-            o.push(ours.gets(threads, d)?);
-            s.push(sqlite.gets(threads, d)?);
-            r.push(redb.gets(threads, d)?);
+            o.push(ours.gets(threads, d, false)?);
+            s.push(sqlite.gets(threads, d, false)?);
+            r.push(redb.gets(threads, d, false)?);
+            if threads == 1 {
+                owned.push(ours.gets(threads, d, true)?);
+            }
         }
         let name = format!(
             "point GETs/s, {threads} thread{}",
@@ -254,6 +258,11 @@ fn reads(ctx: &Ctx, report: &mut Report) -> Result<()> {
             median(&r)
         ));
         if threads == 1 {
+            report.figure(
+                "point GETs/s, 1 thread, owned Value (Session::get)",
+                median(&owned),
+                "GETs/s",
+            );
             target(
                 report,
                 &format!(
@@ -285,7 +294,9 @@ fn reads(ctx: &Ctx, report: &mut Report) -> Result<()> {
         median(&r),
     );
     report.section_note(
-        "ours: Session::get / Session::scan (decoded Key and Value per row); peers: borrowed bytes",
+        "GETs: ours Session::get_with (the value borrowed in place, as the peers hand theirs out), \
+         and Session::get (an owned Value) where it says so; scans: ours Session::scan (a decoded \
+         Key and Value per row), the peers borrowed bytes",
     );
     ctx.progress(format!(
         "scan: redoubt {:.0}, sqlite {:.0}, redb {:.0} rows/s",

@@ -13,7 +13,7 @@ use super::{now_us, Database, Inner, MAX_VALUE};
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
 use crate::journal::{Record, TxnId};
-use crate::model::{self, Key, Subscript, Value};
+use crate::model::{self, Key, Subscript, Value, ValueRef};
 use crate::Lsn;
 
 /// Transactions nest at most this deep.
@@ -96,6 +96,18 @@ impl Session {
     // ---- reads ----
 
     pub fn get(&self, db: &str, key: &Key) -> Result<Option<Value>> {
+        self.get_with(db, key, |v| v.to_value())
+    }
+
+    /// Calls `f` with the value stored under `key`, read in place: a
+    /// string or byte string is not copied out of the buffer pool (the
+    /// database's read lock is held while `f` runs, so keep it short).
+    pub fn get_with<R>(
+        &self,
+        db: &str,
+        key: &Key,
+        f: impl FnOnce(ValueRef<'_>) -> R,
+    ) -> Result<Option<R>> {
         let db = self.db_ref(db)?;
         let mut buf = self.key_buf.borrow_mut();
         buf.clear();
@@ -103,7 +115,7 @@ impl Session {
         let value = db
             .tree
             .read()
-            .get_with(&buf, Value::decode)
+            .get_with(&buf, |raw| ValueRef::decode(raw).map(f))
             .map_err(|e| EngineError::tree(&db.name, e))?;
         Ok(value.transpose()?)
     }

@@ -44,7 +44,7 @@ pub use key::{validate_global_name, Key, MAX_GLOBAL_NAME};
 pub use number::Real;
 pub use subscript::Subscript;
 pub use text::{parse_key, parse_subscript, parse_value};
-pub use value::{Value, MAX_LIST_NESTING, MAX_VALUE_PART};
+pub use value::{Value, ValueRef, MAX_LIST_NESTING, MAX_VALUE_PART};
 
 /// Longest key encoding storage accepts, in bytes. [`Key::encode`] does not
 /// enforce it; writers call [`Key::check_size`].

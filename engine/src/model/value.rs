@@ -156,6 +156,28 @@ fn part(b: &[u8], pos: usize) -> Result<std::ops::Range<usize>, ModelError> {
 /// Decodes one value at `pos` of `b` (`b` ends where the enclosing list
 /// ends); `depth` is the number of enclosing lists.
 fn decode_at(b: &[u8], pos: usize, depth: usize) -> Result<(Value, usize), ModelError> {
+    if b.get(pos) != Some(&TAG_LIST) {
+        let (v, next) = decode_ref_at(b, pos, depth)?;
+        return Ok((v.to_value(), next));
+    }
+    if depth >= MAX_LIST_NESTING {
+        return Err(ModelError::value_enc(pos, "lists nested too deeply"));
+    }
+    let r = part(b, pos + 1)?;
+    let inner = &b[..r.end];
+    let mut items = Vec::new();
+    let mut p = r.start;
+    while p < r.end {
+        let (item, next) = decode_at(inner, p, depth + 1)?;
+        items.push(item);
+        p = next;
+    }
+    Ok((Value::List(items), r.end))
+}
+
+/// Like [`decode_at`], borrowing from `b`; a list is checked whole (every
+/// item, at every depth) without allocating.
+fn decode_ref_at(b: &[u8], pos: usize, depth: usize) -> Result<(ValueRef<'_>, usize), ModelError> {
     let tag = *b.get(pos).ok_or(ModelError::value_enc(
         pos,
         "expected a value, found the end",
@@ -166,19 +188,19 @@ fn decode_at(b: &[u8], pos: usize, depth: usize) -> Result<(Value, usize), Model
             let r = part(b, body)?;
             let s = std::str::from_utf8(&b[r.clone()])
                 .map_err(|_| ModelError::value_enc(r.start, "string is not valid UTF-8"))?;
-            Ok((Value::Str(s.to_owned()), r.end))
+            Ok((ValueRef::Str(s), r.end))
         }
         TAG_INT => {
             let n = i64::from_le_bytes(fixed(b, body, "integer is truncated")?);
-            Ok((Value::Int(n), body + 8))
+            Ok((ValueRef::Int(n), body + 8))
         }
         TAG_FLOAT => {
             let bits = u64::from_le_bytes(fixed(b, body, "float is truncated")?);
-            Ok((Value::Float(f64::from_bits(bits)), body + 8))
+            Ok((ValueRef::Float(f64::from_bits(bits)), body + 8))
         }
         TAG_BYTES => {
             let r = part(b, body)?;
-            Ok((Value::Bytes(b[r.clone()].to_vec()), r.end))
+            Ok((ValueRef::Bytes(&b[r.clone()]), r.end))
         }
         TAG_LIST => {
             if depth >= MAX_LIST_NESTING {
@@ -186,16 +208,54 @@ fn decode_at(b: &[u8], pos: usize, depth: usize) -> Result<(Value, usize), Model
             }
             let r = part(b, body)?;
             let inner = &b[..r.end];
-            let mut items = Vec::new();
             let mut p = r.start;
             while p < r.end {
-                let (item, next) = decode_at(inner, p, depth + 1)?;
-                items.push(item);
-                p = next;
+                p = decode_ref_at(inner, p, depth + 1)?.1;
             }
-            Ok((Value::List(items), r.end))
+            Ok((ValueRef::List(&b[pos..r.end]), r.end))
         }
         _ => Err(ModelError::value_enc(pos, "unknown value tag")),
+    }
+}
+
+/// A value read in place, borrowing the bytes it is stored as (see
+/// `Session::get_with`): a string or byte string is not copied. A list
+/// stays encoded until [`ValueRef::to_value`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Str(&'a str),
+    Int(i64),
+    Float(f64),
+    Bytes(&'a [u8]),
+    /// A list's whole encoding, already checked.
+    List(&'a [u8]),
+}
+
+impl<'a> ValueRef<'a> {
+    /// Reads exactly one value that fills all of `bytes`, checking all of
+    /// it as [`Value::decode`] does (never panics, whatever the bytes).
+    pub fn decode(bytes: &'a [u8]) -> Result<ValueRef<'a>, ModelError> {
+        let (v, next) = decode_ref_at(bytes, 0, 0)?;
+        if next != bytes.len() {
+            return Err(ModelError::value_enc(
+                next,
+                "trailing bytes after the value",
+            ));
+        }
+        Ok(v)
+    }
+
+    /// The owned value.
+    pub fn to_value(&self) -> Value {
+        match *self {
+            ValueRef::Str(s) => Value::Str(s.to_owned()),
+            ValueRef::Int(n) => Value::Int(n),
+            ValueRef::Float(x) => Value::Float(x),
+            ValueRef::Bytes(b) => Value::Bytes(b.to_vec()),
+            // Checked when this was decoded, with at least as many
+            // enclosing lists as now: decoding it again cannot fail.
+            ValueRef::List(enc) => Value::decode(enc).unwrap_or(Value::List(Vec::new())),
+        }
     }
 }
 

@@ -48,7 +48,7 @@ impl<S: Store> Loaded<S> {
     /// GETs/s of `threads` threads reading random loaded keys for
     /// `duration`. Each thread first scans everything once with its own
     /// reader, so per-connection caches (SQLite's) are warm too.
-    pub fn gets(&self, threads: usize, duration: Duration) -> Result<f64> {
+    pub fn gets(&self, threads: usize, duration: Duration, owned: bool) -> Result<f64> {
         workload::settle_os();
         let stop = AtomicBool::new(false);
         let ready = Barrier::new(threads + 1);
@@ -56,7 +56,7 @@ impl<S: Store> Loaded<S> {
             let handles: Vec<_> = (0..threads)
                 .map(|t| {
                     let (stop, ready) = (&stop, &ready);
-                    scope.spawn(move || self.getter(stop, ready, t as u64))
+                    scope.spawn(move || self.getter(stop, ready, t as u64, owned))
                 })
                 .collect();
             ready.wait();
@@ -78,7 +78,13 @@ impl<S: Store> Loaded<S> {
         Ok(workload::rate(total, end - start))
     }
 
-    fn getter(&self, stop: &AtomicBool, ready: &Barrier, seed: u64) -> Result<(u64, Instant)> {
+    fn getter(
+        &self,
+        stop: &AtomicBool,
+        ready: &Barrier,
+        seed: u64,
+        owned: bool,
+    ) -> Result<(u64, Instant)> {
         let reader = self
             .store
             .reader()
@@ -90,7 +96,12 @@ impl<S: Store> Loaded<S> {
         while !stop.load(Ordering::Relaxed) {
             for _ in 0..256 {
                 let key = &self.keys[rng.below(self.keys.len())];
-                ensure!(reader.get(key)?, "{}: a loaded key is missing", S::NAME);
+                let found = if owned {
+                    reader.get_owned(key)?
+                } else {
+                    reader.get(key)?
+                };
+                ensure!(found, "{}: a loaded key is missing", S::NAME);
             }
             n += 256;
         }

@@ -31,7 +31,9 @@ fn every_workload<S: Store>() {
     assert!(b.sets_per_s > 0.0 && b.file_bytes > 0, "{} {b:?}", S::NAME);
 
     let loaded = reads::load::<S>(&ctx, 3_000, 1 << 20).unwrap();
-    assert!(loaded.gets(2, Duration::from_millis(50)).unwrap() > 0.0);
+    for owned in [false, true] {
+        assert!(loaded.gets(2, Duration::from_millis(50), owned).unwrap() > 0.0);
+    }
     assert!(
         loaded.scan().unwrap() > 0.0,
         "scan checks the row count itself"

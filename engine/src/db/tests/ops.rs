@@ -43,6 +43,34 @@ fn set_get_data_and_kills() {
 }
 
 #[test]
+fn get_with_reads_values_in_place() {
+    let fs = SimFs::new();
+    let e = open(&fs);
+    let mut s = e.session();
+    let big = crate::Value::Bytes(vec![5; 20_000]); // in overflow pages
+    let values = [
+        v(r#""text""#),
+        v("42"),
+        v("2.5"),
+        v(r#"$LB("Ada",$LB(1,2))"#),
+        big.clone(),
+    ];
+    for (i, value) in values.iter().enumerate() {
+        s.set(DB, &k(&format!("^V({i})")), value).unwrap();
+    }
+    for (i, value) in values.iter().enumerate() {
+        let got = s.get_with(DB, &k(&format!("^V({i})")), |r| r.to_value());
+        assert_eq!(got.unwrap().as_ref(), Some(value), "^V({i})");
+    }
+    let len = s.get_with(DB, &k("^V(0)"), |r| match r {
+        crate::ValueRef::Str(t) => t.len(),
+        other => panic!("{other:?}"),
+    });
+    assert_eq!(len.unwrap(), Some(4));
+    assert_eq!(s.get_with(DB, &k("^V(9)"), |_| ()).unwrap(), None);
+}
+
+#[test]
 fn order_and_query_walk_in_collation_order() {
     let fs = SimFs::new();
     let e = open(&fs);

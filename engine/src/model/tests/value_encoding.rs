@@ -37,6 +37,36 @@ proptest! {
         e.truncate(cut.index(e.len() + 1));
         let _ = Value::decode(&e);
     }
+
+    /// The borrowed reading accepts exactly what the owned one does, and
+    /// gives the same value.
+    #[test]
+    fn borrowed_decoding_agrees_with_owned(v in value(), at in any::<prop::sample::Index>(), byte in any::<u8>(), mutate in any::<bool>()) {
+        let mut e = v.encode();
+        if mutate {
+            let i = at.index(e.len());
+            e[i] = byte;
+        }
+        match (Value::decode(&e), ValueRef::decode(&e)) {
+            (Ok(owned), Ok(borrowed)) => {
+                let back = borrowed.to_value();
+                prop_assert!(same_bits(&back, &owned), "{:?} vs {:?}", back, owned);
+            }
+            (Err(a), Err(b)) => prop_assert_eq!(a, b),
+            (a, b) => prop_assert!(false, "owned {:?}, borrowed {:?}", a, b),
+        }
+    }
+}
+
+#[test]
+fn borrowed_values_point_into_the_encoding() {
+    let e = Value::Bytes(vec![7; 100]).encode();
+    match ValueRef::decode(&e).unwrap() {
+        ValueRef::Bytes(b) => assert_eq!(b.as_ptr(), e[5..].as_ptr()),
+        other => panic!("{other:?}"),
+    }
+    let deep = (0..=MAX_LIST_NESTING).fold(Value::Int(1), |v, _| Value::List(vec![v]));
+    assert!(ValueRef::decode(&deep.encode()).is_err(), "too deep");
 }
 
 #[test]

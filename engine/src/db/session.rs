@@ -12,7 +12,7 @@ use std::time::Duration;
 use super::{now_us, Database, Inner, MAX_VALUE};
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
-use crate::journal::{Record, TxnId};
+use crate::journal::{ChangeRef, Record, TxnId};
 use crate::model::{self, Key, Subscript, Value, ValueRef};
 use crate::Lsn;
 
@@ -35,6 +35,8 @@ pub struct Session {
     last_db: std::cell::RefCell<Option<Arc<Database>>>,
     /// Scratch for encoding keys on the read path.
     key_buf: std::cell::RefCell<Vec<u8>>,
+    /// Scratch for the new value on the write path.
+    value_buf: Vec<u8>,
 }
 
 struct Txn {
@@ -42,6 +44,15 @@ struct Txn {
     /// Journal position of the TxnBegin of each open level.
     levels: Vec<Lsn>,
     changes: Vec<Change>,
+}
+
+/// A change [`Session::write_locked`] made: its record's (start, end), the
+/// encoded key and the before-image.
+struct Written {
+    start: Lsn,
+    end: Lsn,
+    key: Vec<u8>,
+    before: Option<Vec<u8>>,
 }
 
 struct Change {
@@ -62,6 +73,7 @@ impl Session {
             txn: None,
             last_db: std::cell::RefCell::new(None),
             key_buf: std::cell::RefCell::new(Vec::new()),
+            value_buf: Vec::new(),
         }
     }
 
@@ -250,20 +262,23 @@ impl Session {
     // ---- writes ----
 
     pub fn set(&mut self, db: &str, key: &Key, value: &Value) -> Result<()> {
-        let v = value.encode();
-        if v.len() > MAX_VALUE {
+        let len = value.encoded_len();
+        if len > MAX_VALUE {
             return Err(EngineError::ValueTooLarge {
-                len: v.len(),
+                len,
                 max: MAX_VALUE,
             });
         }
-        let end = self.write(db, key, |_| Ok(Some(v)))?;
+        let end = self.write(db, key, |_, out| {
+            value.encode_into(out);
+            Ok(true)
+        })?;
         self.commit_if_outside_txn(end.map(|(_, e)| e))
     }
 
     /// `ZKILL`: removes the node's value, not its children; whether it had one.
     pub fn zkill(&mut self, db: &str, key: &Key) -> Result<bool> {
-        let end = self.write(db, key, |_| Ok(None))?;
+        let end = self.write(db, key, |_, _| Ok(false))?;
         self.commit_if_outside_txn(end.map(|(_, e)| e))?;
         Ok(end.is_some())
     }
@@ -272,7 +287,7 @@ impl Session {
     /// atomically and returns the new value.
     pub fn increment(&mut self, db: &str, key: &Key, by: i64) -> Result<i64> {
         let mut result = 0;
-        let end = self.write(db, key, |before| {
+        let end = self.write(db, key, |before, out| {
             let old = match before {
                 None => 0,
                 Some(b) => match Value::decode(b)? {
@@ -293,7 +308,8 @@ impl Session {
                 .ok_or_else(|| EngineError::IncrementOverflow {
                     key: key.to_string(),
                 })?;
-            Ok(Some(Value::Int(result).encode()))
+            Value::Int(result).encode_into(out);
+            Ok(true)
         })?;
         self.commit_if_outside_txn(end.map(|(_, e)| e))?;
         Ok(result)
@@ -551,14 +567,16 @@ impl Session {
     }
 
     /// The one write path: under the database's write lock, computes the new
-    /// value from the old (`None` = remove), journals the change with its
-    /// before-image and applies it. Returns the record's (start, end), or
-    /// `None` if nothing changed (removing a missing node).
+    /// value from the old (`f` writes its encoding into the buffer it gets
+    /// and returns true, or returns false to remove the value), journals
+    /// the change with its before-image and applies it. Returns the
+    /// record's (start, end), or `None` if nothing changed (removing a
+    /// missing node).
     fn write(
         &mut self,
         dbname: &str,
         key: &Key,
-        f: impl FnOnce(Option<&[u8]>) -> Result<Option<Vec<u8>>>,
+        f: impl FnOnce(Option<&[u8]>, &mut Vec<u8>) -> Result<bool>,
     ) -> Result<Option<(Lsn, Lsn)>> {
         self.inner.check_poison()?;
         drop(self.inner.gate.before_write()?);
@@ -568,6 +586,34 @@ impl Session {
         })?;
         let db = self.db(dbname)?;
         self.inner.throttle(&db)?;
+        let mut new = std::mem::take(&mut self.value_buf);
+        new.clear();
+        let done = self.write_locked(&db, key, f, &mut new);
+        if new.capacity() <= 64 * 1024 {
+            self.value_buf = new;
+        }
+        let Some(w) = done? else {
+            return Ok(None);
+        };
+        if let Some(t) = &mut self.txn {
+            t.changes.push(Change {
+                lsn: w.start,
+                db,
+                key: w.key,
+                before: w.before,
+            });
+        }
+        Ok(Some((w.start, w.end)))
+    }
+
+    /// [`Session::write`] from taking the permit on.
+    fn write_locked(
+        &self,
+        db: &Database,
+        key: &Key,
+        f: impl FnOnce(Option<&[u8]>, &mut Vec<u8>) -> Result<bool>,
+        new: &mut Vec<u8>,
+    ) -> Result<Option<Written>> {
         // Held until the record is appended: no write of an old regime
         // lands after this member stops being primary.
         let _permit = self.inner.gate.before_write()?;
@@ -575,60 +621,33 @@ impl Session {
         // outside the lock.
         let enc = key.encode();
         let txn = self.txn_id();
-        let db_name = dbname.to_string();
         let time_us = now_us();
         let mut tree = db.tree.write();
-        let t = |e| EngineError::tree(dbname, e);
+        let t = |e| EngineError::tree(&db.name, e);
         let mut found = tree.find(&enc).map_err(t)?;
         let before = found.before.take();
-        let new = f(before.as_deref())?;
-        let rec = match new {
-            Some(value) => Record::Set {
-                txn,
-                time_us,
-                db: db_name,
-                key: enc,
-                value,
-                before,
-            },
-            None => match before {
-                None => return Ok(None),
-                Some(before) => Record::Kill {
-                    txn,
-                    time_us,
-                    db: db_name,
-                    key: enc,
-                    before,
-                },
-            },
+        let set = f(before.as_deref(), new)?;
+        let change = match (set, &before) {
+            (true, _) => ChangeRef::set(txn, time_us, &db.name, &enc, new, before.as_deref()),
+            (false, Some(b)) => ChangeRef::kill(txn, time_us, &db.name, &enc, b),
+            (false, None) => return Ok(None),
         };
-        let (start, end) = self.inner.journal.append_with_start(&rec)?;
-        let (key, before, applied) = match rec {
-            Record::Set {
-                key, value, before, ..
-            } => {
-                let r = tree.put_found(found, &key, &value, start.0);
-                (key, before, r)
-            }
-            Record::Kill { key, before, .. } => {
-                let r = tree.delete_found(found, &key, start.0).map(|_| ());
-                (key, Some(before), r)
-            }
-            _ => unreachable!("built above"),
+        let (start, end) = self.inner.journal.append_change(&change)?;
+        let applied = if set {
+            tree.put_found(found, &enc, new, start.0)
+        } else {
+            tree.delete_found(found, &enc, start.0).map(|_| ())
         };
         drop(tree);
         if let Err(e) = applied {
-            return Err(self.inner.poison(EngineError::tree(dbname, e)));
+            return Err(self.inner.poison(EngineError::tree(&db.name, e)));
         }
-        if let Some(t) = &mut self.txn {
-            t.changes.push(Change {
-                lsn: start,
-                db,
-                key,
-                before,
-            });
-        }
-        Ok(Some((start, end)))
+        Ok(Some(Written {
+            start,
+            end,
+            key: enc,
+            before,
+        }))
     }
 }
 

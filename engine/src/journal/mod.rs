@@ -44,7 +44,7 @@ mod tests;
 pub use error::{Damage, JournalError, RecordError};
 pub use frame::{FrameHeader, MAX_RECORD};
 pub use reader::JournalReader;
-pub use record::{Record, RecordKind, TxnId};
+pub use record::{ChangeRef, Record, RecordKind, TxnId};
 pub use recovery::{OpenReport, TailRepair};
 pub use segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
 pub use writer::{FlusherHandle, Journal, JournalOptions};

@@ -122,7 +122,136 @@ fn var(n: usize) -> u64 {
     4 + n as u64
 }
 
+/// A SET or a KILL, borrowing its parts: the write path journals its
+/// changes so, without building an owned [`Record`] first. It encodes byte
+/// for byte as the record it stands for.
+#[derive(Debug, Clone, Copy)]
+pub struct ChangeRef<'a> {
+    txn: TxnId,
+    time_us: u64,
+    db: &'a str,
+    key: &'a [u8],
+    /// `Some` for a SET, `None` for a KILL.
+    value: Option<&'a [u8]>,
+    /// A KILL always has one.
+    before: Option<&'a [u8]>,
+}
+
+impl<'a> ChangeRef<'a> {
+    pub fn set(
+        txn: TxnId,
+        time_us: u64,
+        db: &'a str,
+        key: &'a [u8],
+        value: &'a [u8],
+        before: Option<&'a [u8]>,
+    ) -> Self {
+        ChangeRef {
+            txn,
+            time_us,
+            db,
+            key,
+            value: Some(value),
+            before,
+        }
+    }
+
+    pub fn kill(txn: TxnId, time_us: u64, db: &'a str, key: &'a [u8], before: &'a [u8]) -> Self {
+        ChangeRef {
+            txn,
+            time_us,
+            db,
+            key,
+            value: None,
+            before: Some(before),
+        }
+    }
+
+    pub fn kind(&self) -> RecordKind {
+        match self.value {
+            Some(_) => RecordKind::Set,
+            None => RecordKind::Kill,
+        }
+    }
+
+    /// Like [`Record::payload_len`].
+    pub fn payload_len(&self) -> u64 {
+        let before = self.before.map_or(0, |b| var(b.len()));
+        16 + var(self.db.len())
+            + var(self.key.len())
+            + match self.value {
+                Some(v) => var(v.len()) + 1 + before,
+                None => before,
+            }
+    }
+
+    /// Like [`Record::check_size`].
+    pub fn check_size(&self) -> Result<u32, RecordError> {
+        checked_len(self.payload_len())
+    }
+
+    /// Like [`Record::encode_into`].
+    pub fn encode_into(&self, out: &mut Vec<u8>) {
+        put_u64(out, self.txn);
+        put_u64(out, self.time_us);
+        put_bytes(out, self.db.as_bytes());
+        put_bytes(out, self.key);
+        match self.value {
+            Some(v) => {
+                put_bytes(out, v);
+                match self.before {
+                    Some(b) => {
+                        out.push(1);
+                        put_bytes(out, b);
+                    }
+                    None => out.push(0),
+                }
+            }
+            None => put_bytes(out, self.before.unwrap_or_default()),
+        }
+    }
+}
+
+fn checked_len(len: u64) -> Result<u32, RecordError> {
+    if len > u64::from(MAX_RECORD) {
+        return Err(RecordError::TooLarge {
+            len,
+            max: MAX_RECORD,
+        });
+    }
+    Ok(len as u32)
+}
+
 impl Record {
+    /// A SET or KILL as a [`ChangeRef`]; `None` for other kinds.
+    pub fn as_change(&self) -> Option<ChangeRef<'_>> {
+        match self {
+            Record::Set {
+                txn,
+                time_us,
+                db,
+                key,
+                value,
+                before,
+            } => Some(ChangeRef::set(
+                *txn,
+                *time_us,
+                db,
+                key,
+                value,
+                before.as_deref(),
+            )),
+            Record::Kill {
+                txn,
+                time_us,
+                db,
+                key,
+                before,
+            } => Some(ChangeRef::kill(*txn, *time_us, db, key, before)),
+            _ => None,
+        }
+    }
+
     pub fn kind(&self) -> RecordKind {
         match self {
             Record::Set { .. } => RecordKind::Set,
@@ -165,22 +294,9 @@ impl Record {
     /// without encoding (so an oversized record is rejected before copying it).
     pub fn payload_len(&self) -> u64 {
         match self {
-            Record::Set {
-                db,
-                key,
-                value,
-                before,
-                ..
-            } => {
-                16 + var(db.len())
-                    + var(key.len())
-                    + var(value.len())
-                    + 1
-                    + before.as_ref().map_or(0, |b| var(b.len()))
+            Record::Set { .. } | Record::Kill { .. } => {
+                self.as_change().map_or(0, |c| c.payload_len())
             }
-            Record::Kill {
-                db, key, before, ..
-            } => 16 + var(db.len()) + var(key.len()) + var(before.len()),
             Record::TxnBegin { .. } => 17,
             Record::TxnCommit { .. } => 16,
             Record::TxnRollback { .. } => 25,
@@ -192,14 +308,7 @@ impl Record {
 
     /// Checks that the record fits in one frame; returns its payload length.
     pub fn check_size(&self) -> Result<u32, RecordError> {
-        let len = self.payload_len();
-        if len > u64::from(MAX_RECORD) {
-            return Err(RecordError::TooLarge {
-                len,
-                max: MAX_RECORD,
-            });
-        }
-        Ok(len as u32)
+        checked_len(self.payload_len())
     }
 
     /// Appends the payload encoding to `out`. Call [`Record::check_size`]
@@ -207,39 +316,10 @@ impl Record {
     pub fn encode_into(&self, out: &mut Vec<u8>) {
         out.reserve(self.payload_len().min(u64::from(MAX_RECORD)) as usize);
         match self {
-            Record::Set {
-                txn,
-                time_us,
-                db,
-                key,
-                value,
-                before,
-            } => {
-                put_u64(out, *txn);
-                put_u64(out, *time_us);
-                put_bytes(out, db.as_bytes());
-                put_bytes(out, key);
-                put_bytes(out, value);
-                match before {
-                    Some(b) => {
-                        out.push(1);
-                        put_bytes(out, b);
-                    }
-                    None => out.push(0),
+            Record::Set { .. } | Record::Kill { .. } => {
+                if let Some(c) = self.as_change() {
+                    c.encode_into(out);
                 }
-            }
-            Record::Kill {
-                txn,
-                time_us,
-                db,
-                key,
-                before,
-            } => {
-                put_u64(out, *txn);
-                put_u64(out, *time_us);
-                put_bytes(out, db.as_bytes());
-                put_bytes(out, key);
-                put_bytes(out, before);
             }
             Record::TxnBegin {
                 txn,

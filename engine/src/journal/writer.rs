@@ -44,7 +44,7 @@ use tracing::{error, info};
 use super::error::JournalError;
 use super::frame::{FrameHeader, PayloadSum};
 use super::reader::JournalReader;
-use super::record::Record;
+use super::record::{ChangeRef, Record, RecordKind};
 use super::recovery::{self, OpenReport};
 use super::replicate::Boundaries;
 use super::reserve::{self, Reserver};
@@ -712,11 +712,27 @@ impl Journal {
     pub fn append_with_start(&self, rec: &Record) -> Result<(Lsn, Lsn), JournalError> {
         self.inner.check_poison()?;
         let len = rec.check_size()?;
-        let kind = rec.kind();
+        self.append_encoded(rec.kind(), len, |out| rec.encode_into(out))
+    }
+
+    /// [`Journal::append_with_start`] of a SET or KILL given by reference.
+    pub fn append_change(&self, change: &ChangeRef<'_>) -> Result<(Lsn, Lsn), JournalError> {
+        self.inner.check_poison()?;
+        let len = change.check_size()?;
+        self.append_encoded(change.kind(), len, |out| change.encode_into(out))
+    }
+
+    /// Frames the `len` payload bytes `encode` writes and buffers them.
+    fn append_encoded(
+        &self,
+        kind: RecordKind,
+        len: u32,
+        encode: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<(Lsn, Lsn), JournalError> {
         SCRATCH.with(|cell| {
             let mut payload = cell.borrow_mut();
             payload.clear();
-            rec.encode_into(&mut payload);
+            encode(&mut payload);
             debug_assert_eq!(payload.len(), len as usize);
             let sum = PayloadSum::of(&payload);
             let positions = {

@@ -227,16 +227,46 @@ impl SlotHeader {
     /// Appends the whole slot (header and `data`) to `out`.
     pub fn encode_into(&self, data: &[u8], out: &mut Vec<u8>) {
         debug_assert_eq!(data.len(), PAGE_SIZE);
+        let mut head = self.head();
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&head[0..28]), data);
+        head[28..32].copy_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(data);
+    }
+
+    /// [`SlotHeader::encode_into`] for a *sealed* page image (its first 4
+    /// bytes are the CRC32C of the other 8188, as `btree::page::seal`
+    /// leaves every page): the same bytes, but the slot's checksum is
+    /// derived from the page's own instead of reading the 8 KiB again
+    /// (CRC32C of a concatenation from the CRCs of its parts). A flush
+    /// cycle spent a fifth of its time checksumming before.
+    pub fn encode_sealed_into(&self, data: &[u8], out: &mut Vec<u8>) {
+        debug_assert_eq!(data.len(), PAGE_SIZE);
+        let page_crc = u32_at(data, 0);
+        debug_assert_eq!(
+            page_crc,
+            crc32c::crc32c(&data[4..]),
+            "page image is not sealed"
+        );
+        let mut head = self.head();
+        // crc(head ++ data) = crc(head ++ data[..4]) shifted past the
+        // other 8188 bytes, xor crc(data[4..]) (= the page's stored crc).
+        let front = crc32c::crc32c_append(crc32c::crc32c(&head[0..28]), &data[0..4]);
+        let crc = shift_past_page_body(front) ^ page_crc;
+        head[28..32].copy_from_slice(&crc.to_le_bytes());
+        out.extend_from_slice(&head);
+        out.extend_from_slice(data);
+    }
+
+    /// The header's first 28 bytes (the checksum's 4 left zero).
+    fn head(&self) -> [u8; SLOT_HEADER_LEN] {
         let mut head = [0u8; SLOT_HEADER_LEN];
         head[0..4].copy_from_slice(&SLOT_MAGIC);
         head[4..8].copy_from_slice(&self.index.to_le_bytes());
         head[8..16].copy_from_slice(&self.cycle.to_le_bytes());
         head[16..24].copy_from_slice(&self.page_no.to_le_bytes());
         head[24..28].copy_from_slice(&self.file_id.to_le_bytes());
-        let crc = crc32c::crc32c_append(crc32c::crc32c(&head[0..28]), data);
-        head[28..32].copy_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&head);
-        out.extend_from_slice(data);
+        head
     }
 
     /// Decodes and verifies a whole slot (`SLOT_SIZE` bytes).
@@ -265,6 +295,20 @@ impl SlotHeader {
             data: slot[SLOT_HEADER_LEN..SLOT_SIZE].to_vec(),
         }
     }
+}
+
+/// CRC32C is linear: the CRC of `a ++ b` is `crc(a)` carried past
+/// `len(b)` zero bytes, xor `crc(b)`. Carrying past `n` bytes is a fixed
+/// 32x32 bit matrix; here for the 8188 bytes of a page after its stored
+/// checksum, as its 32 columns (built once, from `crc32c_combine`).
+fn shift_past_page_body(crc: u32) -> u32 {
+    static COLUMNS: std::sync::OnceLock<[u32; 32]> = std::sync::OnceLock::new();
+    let cols = COLUMNS.get_or_init(|| {
+        std::array::from_fn(|bit| crc32c::crc32c_combine(1 << bit, 0, PAGE_SIZE - 4))
+    });
+    (0..32)
+        .filter(|bit| crc >> bit & 1 == 1)
+        .fold(0, |acc, bit| acc ^ cols[bit])
 }
 
 #[cfg(test)]
@@ -306,6 +350,28 @@ mod tests {
             prop_assert_eq!(slot.len(), SLOT_SIZE);
             prop_assert_eq!(SlotHeader::decode(&slot), SlotRead::Valid(head));
             prop_assert_eq!(head.image(&slot).data, vec![fill; PAGE_SIZE]);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn sealed_slots_are_the_same_bytes(index: u32, cycle: u64, file_id: u32, page_no: u64, seed: u64) {
+            let mut data = vec![0u8; PAGE_SIZE];
+            let mut x = seed | 1;
+            for b in data.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let crc = crc32c::crc32c(&data[4..]);
+            data[0..4].copy_from_slice(&crc.to_le_bytes());
+            let head = SlotHeader { index, cycle, file_id, page_no };
+            let (mut slow, mut fast) = (Vec::new(), Vec::new());
+            head.encode_into(&data, &mut slow);
+            head.encode_sealed_into(&data, &mut fast);
+            prop_assert_eq!(&fast, &slow);
+            prop_assert_eq!(SlotHeader::decode(&fast), SlotRead::Valid(head));
         }
     }
 

@@ -101,7 +101,9 @@ pub struct PageImage {
     /// The database file the page belongs to.
     pub file_id: u32,
     pub page_no: u64,
-    /// Exactly [`PAGE_SIZE`] bytes.
+    /// Exactly [`PAGE_SIZE`] bytes, sealed (the page's stored checksum in
+    /// its first 4 bytes, as `btree::page::seal` leaves it; the WIJ
+    /// derives its slot checksum from it).
     pub data: Vec<u8>,
 }
 
@@ -347,7 +349,7 @@ impl Wij {
                     file_id: image.file_id,
                     page_no: image.page_no,
                 };
-                head.encode_into(&image.data, &mut batch);
+                head.encode_sealed_into(&image.data, &mut batch);
             }
             let what = format!("write images {first}.. of cycle {cycle} to");
             self.write_at(&batch, format::slot_offset(cycle, first as u64), &what)?;

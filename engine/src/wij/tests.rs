@@ -26,6 +26,9 @@ fn page(cycle: u64, index: usize) -> PageImage {
         x ^= x << 17;
         chunk.copy_from_slice(&x.to_le_bytes());
     }
+    // Sealed, as every image the engine hands the WIJ.
+    let crc = crc32c::crc32c(&data[4..]);
+    data[0..4].copy_from_slice(&crc.to_le_bytes());
     PageImage {
         file_id,
         page_no,

@@ -112,8 +112,11 @@ impl Session {
     }
 
     /// Calls `f` with the value stored under `key`, read in place: a
-    /// string or byte string is not copied out of the buffer pool (the
-    /// database's read lock is held while `f` runs, so keep it short).
+    /// string or byte string is not copied out of the buffer pool. The
+    /// database's read lock (and the pool's) is held while `f` runs: keep
+    /// it short, and do not call into the engine from it (another call on
+    /// this session panics; a read or write of the same database from
+    /// this thread can deadlock). Copy out what you need instead.
     pub fn get_with<R>(
         &self,
         db: &str,

@@ -14,11 +14,12 @@
 //! for the thread to be idle: a range zeroed for an old segment is never
 //! counted for a new one.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::{Condvar, Mutex};
 
-use crate::storage::VfsFile;
+use crate::storage::{OpenMode, Vfs};
 
 /// Zeros kept ahead of the records, at least.
 pub const AHEAD: u64 = 4 << 20;
@@ -33,7 +34,11 @@ const CHUNK: u64 = 1 << 20;
 const PIECE: usize = 64 << 10;
 
 struct Job {
-    file: Arc<dyn VfsFile>,
+    /// The segment file: the thread opens it itself, so that a failed
+    /// writeback its sync runs into is still reported to the flush
+    /// leader's own sync (Linux reports such an error once per open file,
+    /// to each open file).
+    path: PathBuf,
     gen: u64,
     from: u64,
     len: u64,
@@ -47,15 +52,26 @@ struct State {
     done: Option<(u64, u64)>,
     gen: u64,
     stop: bool,
+    /// A zero-fill failed: the leader poisons the journal (the failed
+    /// sync may have dropped record pages of the same file).
+    failed: Option<String>,
 }
 
-#[derive(Default)]
 pub(super) struct Reserver {
+    vfs: Arc<dyn Vfs>,
     state: Mutex<State>,
     changed: Condvar,
 }
 
 impl Reserver {
+    pub(super) fn new(vfs: Arc<dyn Vfs>) -> Reserver {
+        Reserver {
+            vfs,
+            state: Mutex::new(State::default()),
+            changed: Condvar::new(),
+        }
+    }
+
     /// The thread's loop; returns once [`Reserver::stop`] is called.
     pub(super) fn run(&self) {
         let zeros = vec![0u8; PIECE];
@@ -73,21 +89,31 @@ impl Reserver {
                     self.changed.wait(&mut st);
                 }
             };
-            let mut result = Ok(());
-            let mut at = job.from;
-            while at < job.from + job.len && result.is_ok() {
-                let n = (job.from + job.len - at).min(zeros.len() as u64);
-                result = job.file.write_all_at(&zeros[..n as usize], at);
-                at += n;
-            }
-            let result = result.and_then(|()| job.file.sync());
+            let result = self
+                .vfs
+                .open(&job.path, OpenMode::Existing)
+                .and_then(|file| {
+                    let mut at = job.from;
+                    while at < job.from + job.len {
+                        let n = (job.from + job.len - at).min(zeros.len() as u64);
+                        file.write_all_at(&zeros[..n as usize], at)?;
+                        at += n;
+                    }
+                    file.sync()
+                });
             let mut st = self.state.lock();
             st.busy = false;
             match result {
                 Ok(()) if st.gen == job.gen => st.done = Some((job.gen, job.from + job.len)),
                 Ok(()) => {}
-                // The leader zero-fills itself then, and reports a failure.
-                Err(e) => tracing::warn!(error = %e, "zero-filling the journal ahead failed"),
+                Err(e) => {
+                    let why = format!(
+                        "zero-filling {} ahead of the records failed: {e}",
+                        job.path.display()
+                    );
+                    tracing::error!(%why, "journal zero-fill failed");
+                    st.failed.get_or_insert(why);
+                }
             }
             drop(st);
             self.changed.notify_all();
@@ -117,19 +143,24 @@ impl Reserver {
 
     /// Asks for `[from, from + CHUNK)` of the current segment to be zeroed,
     /// unless a range is being zeroed already.
-    pub(super) fn request(&self, file: &Arc<dyn VfsFile>, from: u64) {
+    pub(super) fn request(&self, path: &Path, from: u64) {
         let mut st = self.state.lock();
-        if st.busy || st.job.is_some() || st.stop {
+        if st.busy || st.job.is_some() || st.stop || st.failed.is_some() {
             return;
         }
         st.job = Some(Job {
-            file: file.clone(),
+            path: path.to_path_buf(),
             gen: st.gen,
             from,
             len: CHUNK,
         });
         drop(st);
         self.changed.notify_all();
+    }
+
+    /// Why a zero-fill failed, if one did.
+    pub(super) fn failure(&self) -> Option<String> {
+        self.state.lock().failed.clone()
     }
 
     /// The last segment is about to change: waits for the thread to be

@@ -379,6 +379,10 @@ impl Inner {
             )));
         }
         self.syncs.fetch_add(1, Ordering::Relaxed);
+        if let Some(why) = self.reserver.as_ref().and_then(|(r, _)| r.failure()) {
+            // Its failed sync may have dropped pages of this batch.
+            return Err(self.poison(why));
+        }
         self.batches.fetch_add(1, Ordering::Relaxed);
         active.len += batch.len() as u64;
         active.last_crc = last_crc;
@@ -387,7 +391,10 @@ impl Inner {
         if let Some((r, _)) = &self.reserver {
             active.reserved = r.collect(active.reserved, 0);
             if active.reserved < active.len + reserve::AHEAD {
-                r.request(&active.file, active.reserved.max(active.len));
+                r.request(
+                    &self.dir.join(&active.name),
+                    active.reserved.max(active.len),
+                );
             }
         }
         Ok(())
@@ -399,7 +406,15 @@ impl Inner {
     fn roll(&self, active: &mut Active, start: Lsn) -> Result<(), JournalError> {
         self.settle_reserve(active);
         // Only the last segment may end in reserved zeros: cut them first.
-        if active.reserved > active.len {
+        // The file's own length decides, not `reserved`: the zero-filling
+        // thread may have written zeros it never got to report.
+        let file_len = active.file.len().map_err(|e| {
+            self.poison(format!(
+                "size of journal segment {} unknown: {e}",
+                active.name
+            ))
+        })?;
+        if file_len > active.len {
             active
                 .file
                 .set_len(active.len)
@@ -684,7 +699,7 @@ impl Journal {
         };
         let mut inner = inner;
         if inner.opts.zero_fill_thread {
-            let r = Arc::new(Reserver::default());
+            let r = Arc::new(Reserver::new(inner.vfs.clone()));
             let thread = {
                 let r = r.clone();
                 std::thread::Builder::new()

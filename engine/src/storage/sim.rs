@@ -125,6 +125,10 @@ struct Inode {
     pending: Vec<Op>,
     /// Open handles; an inode no name refers to lives while this is > 0.
     handles: usize,
+    /// Failed syncs so far. As Linux reports a failed writeback to every
+    /// open file (its `errseq_t`), each handle's next sync fails too if
+    /// one failed since the handle last synced or was opened.
+    sync_errors: u64,
 }
 
 #[derive(Clone)]
@@ -404,6 +408,7 @@ impl SimFs {
                     durable: bytes,
                     pending: Vec::new(),
                     handles: 0,
+                    sync_errors: 0,
                 },
             );
         }
@@ -505,11 +510,14 @@ impl Vfs for SimFs {
                 id
             }
         };
-        st.inode_mut(id, &path)?.handles += 1;
+        let inode = st.inode_mut(id, &path)?;
+        inode.handles += 1;
+        let errors_seen = std::sync::atomic::AtomicU64::new(inode.sync_errors);
         Ok(Arc::new(SimFile {
             fs: self.clone(),
             inode: id,
             path,
+            errors_seen,
         }))
     }
 
@@ -604,6 +612,8 @@ struct SimFile {
     inode: InodeId,
     /// The name it was opened by, for error messages.
     path: PathBuf,
+    /// The inode's `sync_errors` this handle has seen reported.
+    errors_seen: std::sync::atomic::AtomicU64,
 }
 
 impl SimFile {
@@ -650,11 +660,21 @@ impl VfsFile for SimFile {
     fn sync(&self) -> io::Result<()> {
         self.with(|st, inode| {
             st.sync_point(&self.path)?;
+            use std::sync::atomic::Ordering::Relaxed;
             if st.failing_syncs > 0 {
                 st.failing_syncs -= 1;
                 inode.pending.clear();
+                inode.sync_errors += 1;
+                self.errors_seen.store(inode.sync_errors, Relaxed);
                 return Err(io::Error::other(format!(
                     "sync {}: simulated I/O error (unsynced writes lost)",
+                    self.path.display()
+                )));
+            }
+            if self.errors_seen.swap(inode.sync_errors, Relaxed) < inode.sync_errors {
+                return Err(io::Error::other(format!(
+                    "sync {}: simulated I/O error reported by a sync through another handle \
+                     (unsynced writes lost)",
                     self.path.display()
                 )));
             }

@@ -130,3 +130,55 @@ fn a_truncate_with_zeros_ahead_leaves_a_clean_end() {
         assert_eq!(read_all(&j), want, "{}", env.name());
     }
 }
+
+/// A sync of the zero-filling thread that fails may have dropped record
+/// pages of the same file: the journal must poison itself, never report
+/// later batches durable as if nothing happened (the thread syncs through
+/// a handle of its own: the leader's sync reports the failure too, and
+/// the thread's own record of it poisons the journal besides). The failure is armed
+/// right after a batch, when the thread's sync is the next one; a run
+/// where the leader's sync came first anyway does not count.
+#[test]
+fn a_failed_zero_fill_sync_poisons_the_journal() {
+    let mut thread_failures = 0;
+    for seed in 0..20 {
+        let env = Env::sim();
+        let sim = env.sim.clone().expect("sim");
+        let mut rng = StdRng::seed_from_u64(seed);
+        let (j, _) = env.open(opts(1 << 20), Lsn::ZERO);
+        append_batches(&j, &mut rng, 20);
+        sim.fail_next_sync();
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        let end = j.append(&random_record(&mut rng, 100)).expect("append");
+        let err = j
+            .wait_durable(end)
+            .expect_err("a failed sync went unreported");
+        assert!(j.is_poisoned(), "seed {seed}: poisoned for good");
+        // Reported by the thread's own check, or by the leader's sync
+        // through its handle (the sim, like Linux, tells every open file).
+        let e = err.to_string();
+        if e.contains("zero-filling") || e.contains("another handle") {
+            thread_failures += 1;
+        }
+    }
+    assert!(
+        thread_failures > 0,
+        "the thread's sync never failed: the test proves nothing"
+    );
+}
+
+/// Many rolls of small segments while the thread zeroes ahead: no segment
+/// but the last may end in zeros, or the journal would not open again.
+#[test]
+fn rolls_never_leave_zeros_behind_in_older_segments() {
+    for seed in 0..10 {
+        let env = Env::sim();
+        let mut rng = StdRng::seed_from_u64(100 + seed);
+        let (j, _) = env.open(opts(96 * 1024), Lsn::ZERO);
+        let written = append_batches(&j, &mut rng, 300);
+        drop(j);
+        let (j, report) = env.open(opts(96 * 1024), Lsn::ZERO);
+        assert!(report.repair.is_none(), "seed {seed}: {:?}", report.repair);
+        assert_eq!(read_all(&j), written, "seed {seed}");
+    }
+}

@@ -306,6 +306,27 @@ fn failed_sync_loses_pending_writes_for_good() {
     );
 }
 
+/// As Linux does with a failed writeback: every handle open at the time
+/// hears of it once, at its next sync; a handle opened later does not.
+#[test]
+fn a_failed_sync_is_reported_to_every_open_handle_once() {
+    let fs = SimFs::new();
+    let f = durable_file(&fs, b"aaaa");
+    let other = fs.open(&p("/d/f"), OpenMode::Existing).unwrap();
+    other.write_all_at(b"bb", 0).unwrap();
+    fs.fail_next_sync();
+    assert!(f.sync().is_err(), "the failing sync");
+    let later = fs.open(&p("/d/f"), OpenMode::Existing).unwrap();
+    assert!(
+        other.sync().is_err(),
+        "the other handle's next sync hears of it"
+    );
+    other.sync().unwrap();
+    f.sync().unwrap();
+    later.sync().unwrap();
+    assert_eq!(fs.durable_bytes(&p("/d/f")).unwrap(), b"aaaa");
+}
+
 #[test]
 fn corruption_helpers() {
     let fs = SimFs::new();

@@ -124,17 +124,33 @@ fn bulk_load(ctx: &Ctx, report: &mut Report) -> Result<()> {
     let pool: u64 = ctx.pick(64 << 20, 4 << 20);
     // 116 bytes of key + value per row: 4x the pool in raw data.
     let rows: u64 = (4 * pool).div_ceil(116).div_ceil(1000) * 1000;
+    let reps = ctx.pick(3, 1);
     report.section(format!(
         "Bulk load: one thread, 1,000 SETs per transaction, {rows} rows ({:.0} MiB of keys + values) \
-         with a {:.0} MiB pool/cache in every store; one run each",
+         with a {:.0} MiB pool/cache in every store; the run of median rate of {reps}, stores \
+         interleaved",
         (rows * 116) as f64 / MIB,
         pool as f64 / MIB
     ));
     for order in [Order::Sequential, Order::Random] {
-        let ours = bulk::run::<Redoubt>(ctx, order, rows, pool)?;
-        let redb = bulk::run::<Redb>(ctx, order, rows, pool)?;
-        let sqlite = bulk::run::<Sqlite>(ctx, order, rows, pool)?;
+        let (mut o, mut r, mut s) = (Vec::new(), Vec::new(), Vec::new());
+        for _ in 0..reps {
+            o.push(bulk::run::<Redoubt>(ctx, order, rows, pool)?);
+            r.push(bulk::run::<Redb>(ctx, order, rows, pool)?);
+            s.push(bulk::run::<Sqlite>(ctx, order, rows, pool)?);
+        }
         let label = order.label();
+        ctx.progress(format!(
+            "bulk {label}, every run: redoubt {}, redb {}, sqlite {}",
+            bulk::rates(&o),
+            bulk::rates(&r),
+            bulk::rates(&s)
+        ));
+        let (ours, redb, sqlite) = (
+            bulk::median_run(o),
+            bulk::median_run(r),
+            bulk::median_run(s),
+        );
         let name = format!("{label} SETs/s");
         report.compare(
             &name,

@@ -95,3 +95,22 @@ pub fn run<S: Store>(ctx: &Ctx, order: Order, rows: u64, cache_bytes: u64) -> Re
         file_bytes: workload::dir_bytes(dir.path()),
     })
 }
+
+/// The run of median rate (its other figures with it), except that the
+/// resident pool is the largest any run saw. `runs` is not empty.
+pub fn median_run(mut runs: Vec<BulkRun>) -> BulkRun {
+    let max_resident = runs.iter().filter_map(|r| r.max_resident_bytes).max();
+    runs.sort_by(|a, b| a.sets_per_s.total_cmp(&b.sets_per_s));
+    let mut mid = runs.swap_remove(runs.len() / 2);
+    mid.max_resident_bytes = max_resident;
+    mid
+}
+
+/// Every run's rate, for the progress log.
+pub fn rates(runs: &[BulkRun]) -> String {
+    let each: Vec<String> = runs
+        .iter()
+        .map(|r| format!("{:.0}", r.sets_per_s))
+        .collect();
+    each.join(" / ")
+}

@@ -42,7 +42,12 @@ pub(super) fn sim_opts(fs: &SimFs) -> EngineOptions {
 }
 
 pub(super) fn open(fs: &SimFs) -> Engine {
-    let (e, _) = Engine::open(Path::new("/data"), sim_opts(fs)).expect("open engine");
+    open_with(sim_opts(fs))
+}
+
+/// [`open`] with other options (on the file system they name).
+pub(super) fn open_with(opts: EngineOptions) -> Engine {
+    let (e, _) = Engine::open(Path::new("/data"), opts).expect("open engine");
     if !e.database_names().iter().any(|n| n == DB) {
         e.create_database(DB).expect("create database");
     }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{now_us, Database, Inner, MAX_VALUE};
+use crate::btree::node::Cell;
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
 use crate::journal::{ChangeRef, Record, TxnId};
@@ -230,35 +231,38 @@ impl Session {
         let mut from = enc;
         let mut n = 0;
         loop {
+            // Rows are decoded straight from the pages (no copy of their
+            // bytes in between); `from` ends up as the last key's bytes.
             let mut batch = Vec::with_capacity(BATCH);
             {
                 let tree = db.tree.read();
                 let mut c = tree.seek(&from).map_err(t)?;
                 while let Some(k) = c.key().filter(|k| *k < end.as_slice()) {
-                    let raw = tree.value(c.cell().expect("at a key")).map_err(t)?;
-                    batch.push((k.to_vec(), raw));
+                    let value = match c.cell().expect("at a key") {
+                        Cell::Inline(raw) => ValueRef::decode(raw)?.to_value(),
+                        overflow => Value::decode(&tree.value(overflow).map_err(t)?)?,
+                    };
+                    batch.push((Key::decode(k)?, value));
                     if batch.len() == BATCH {
+                        from.clear();
+                        from.extend_from_slice(k);
                         break;
                     }
                     c.advance(&tree).map_err(t)?;
                 }
             }
             let full = batch.len() == BATCH;
-            let Some((last, _)) = batch.last() else {
-                return Ok(n);
-            };
-            // Resume just after the last key: the smallest longer string.
-            from = last.clone();
-            from.push(0);
             for (k, v) in batch {
                 n += 1;
-                if !f(Key::decode(&k)?, Value::decode(&v)?) {
+                if !f(k, v) {
                     return Ok(n);
                 }
             }
             if !full {
                 return Ok(n);
             }
+            // Resume just after the last key: the smallest longer string.
+            from.push(0);
         }
     }
 

@@ -42,6 +42,46 @@ fn set_get_data_and_kills() {
     assert!(!s.zkill(DB, &k("^Person(1)")).unwrap());
 }
 
+/// Scans cross batch boundaries in order, include values in overflow
+/// pages, stay inside their subtree, and stop when told.
+#[test]
+fn scans_walk_batches_in_order_and_stop_when_told() {
+    let fs = SimFs::new();
+    let e = open(&fs);
+    let mut s = e.session();
+    let value = |i: i64| {
+        if i % 97 == 0 {
+            crate::Value::Bytes(vec![i as u8; 9000])
+        } else {
+            crate::Value::Int(i)
+        }
+    };
+    for i in 0..700 {
+        s.set(DB, &k(&format!("^S({i})")), &value(i)).unwrap();
+    }
+    s.set(DB, &k("^T(1)"), &v("1")).unwrap();
+    let mut seen = Vec::new();
+    let n = s
+        .scan(DB, &k("^S"), |key, val| {
+            seen.push((key, val));
+            true
+        })
+        .unwrap();
+    assert_eq!(n, 700);
+    for (i, (key, val)) in seen.iter().enumerate() {
+        assert_eq!(key, &k(&format!("^S({i})")));
+        assert_eq!(val, &value(i as i64));
+    }
+    let mut count = 0;
+    let n = s
+        .scan(DB, &k("^S"), |_, _| {
+            count += 1;
+            count < 300
+        })
+        .unwrap();
+    assert_eq!((n, count), (300, 300));
+}
+
 #[test]
 fn get_with_reads_values_in_place() {
     let fs = SimFs::new();

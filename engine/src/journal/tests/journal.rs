@@ -402,10 +402,12 @@ fn concurrent_commits(
         batches: j.batches() - batches_before,
         rolls: (j.segments().len() - segments_before) as u64,
     };
-    // A roll syncs the old segment cut to its records, then the new one.
-    assert_eq!(
-        counts.syncs,
-        counts.batches + 2 * counts.rolls,
+    // A roll syncs the new segment, and the old one first if it had
+    // reserved zeros to cut (it has none when its last batch ended exactly
+    // where the zeros did, which the batch sizes of racing committers make
+    // possible now and then).
+    assert!(
+        (counts.batches + counts.rolls..=counts.batches + 2 * counts.rolls).contains(&counts.syncs),
         "a sync that made nothing new durable: {counts:?}"
     );
     assert!(

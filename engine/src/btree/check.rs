@@ -16,12 +16,15 @@ pub struct TreeCheck {
     pub overflow_pages: u64,
     pub free_pages: u64,
     pub depth: u32,
+    /// Of `entries`, those waiting in the insert buffer.
+    pub buffered: u64,
 }
 
 /// Verifies: keys strictly ascending and inside their parent's separator
 /// bounds; every leaf at the same depth; no empty page below the root;
-/// overflow chains as long as their values; and every page of the file
-/// reachable exactly once, from the root or from the free list.
+/// overflow chains as long as their values; every page of the file
+/// reachable exactly once, from the root or from the free list; and no key
+/// of the insert buffer in a leaf.
 pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
     let meta = &tree.meta;
     if meta.page_count < 2 {
@@ -142,5 +145,18 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
             "neither reachable nor free (leaked)",
         ));
     }
+    for key in tree.buffer.keys() {
+        let (_, leaf, node) = tree.path_to_leaf(key)?;
+        if let Node::Leaf(entries) = &*node {
+            if entries.search(key).is_ok() {
+                return Err(corrupt(
+                    leaf,
+                    "a key both in a leaf and in the insert buffer",
+                ));
+            }
+        }
+        out.buffered += 1;
+    }
+    out.entries += out.buffered;
     Ok(out)
 }

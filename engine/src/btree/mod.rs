@@ -10,6 +10,10 @@
 //! fills them again). Freed pages go on a free list that allocation takes
 //! from first.
 //!
+//! New keys whose leaf is not resident may wait in the tree's insert
+//! buffer instead (`buffer.rs`); reads of one key see them, reads of
+//! ranges need [`Tree::merge`] first.
+//!
 //! Concurrency: the caller serialises writers (`&mut Tree`) against readers
 //! (`&Tree`, many at once), e.g. with an `RwLock`.
 
@@ -17,12 +21,15 @@ pub mod node;
 pub mod page;
 pub mod pager;
 
+mod buffer;
 mod check;
 mod cursor;
 mod entries;
+mod filter;
 
 use std::sync::Arc;
 
+use buffer::InsertBuffer;
 use entries::Entries;
 use node::{Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
 use pager::{DirtyPage, LoadError, Pager};
@@ -53,7 +60,11 @@ fn corrupt(page: u64, reason: impl Into<String>) -> TreeError {
     }
 }
 
+/// The branches down to a leaf, the leaf's page and its node.
+type LeafPath = (Vec<Step>, u64, Arc<Node>);
+
 /// One branch on the way down to a leaf.
+#[derive(Clone)]
 struct Step {
     page: u64,
     /// Index of the child taken.
@@ -63,13 +74,26 @@ struct Step {
 }
 
 /// Where a key belongs and what it holds, from [`Tree::find`]; valid for
-/// the write that follows only while the tree is unchanged (`version`).
+/// the write that follows under the same lock.
 pub struct Found {
-    path: Vec<Step>,
-    leaf: u64,
-    version: u64,
+    place: Place,
     /// The key's current value, if it has one.
     pub before: Option<Vec<u8>>,
+}
+
+enum Place {
+    /// In this leaf (holding the key or not), while the tree is unchanged
+    /// (`version`).
+    Leaf {
+        path: Vec<Step>,
+        leaf: u64,
+        version: u64,
+    },
+    /// In the insert buffer.
+    Buffered,
+    /// Nowhere (the filter says so) and its leaf is not resident: a new
+    /// value may go to the insert buffer.
+    Absent,
 }
 
 /// What [`Tree::take_flush`] hands to the write daemon.
@@ -89,6 +113,7 @@ pub struct Tree {
     /// The page count of the meta page last handed to the write daemon:
     /// pages from here on were never part of a tree on disk.
     flushed_pages: u64,
+    buffer: InsertBuffer,
 }
 
 impl Tree {
@@ -101,6 +126,7 @@ impl Tree {
             pager,
             version: 0,
             flushed_pages: 0,
+            buffer: InsertBuffer::default(),
             meta: Meta {
                 file_id,
                 name: name.to_string(),
@@ -119,7 +145,119 @@ impl Tree {
             flushed_pages: meta.page_count,
             meta,
             version: 0,
+            buffer: InsertBuffer::default(),
         }
+    }
+
+    /// Turns the insert buffer on, with `max_bytes` of the pool for its
+    /// entries and `filter_budget` for its key filter. Only for a tree
+    /// holding no key (a database just created): the filter must see every
+    /// key the tree ever holds.
+    pub fn enable_insert_buffer(&mut self, max_bytes: usize, filter_budget: usize) {
+        assert!(
+            self.buffer.is_empty() && self.meta.page_count <= 2,
+            "the insert buffer is for a tree that starts empty"
+        );
+        self.buffer = InsertBuffer::new(max_bytes, filter_budget);
+        self.account_buffer();
+    }
+
+    /// The value of `key` if it is buffered; `known_absent`: the filter
+    /// already said it is not.
+    fn buffered_value(&self, key: &[u8], known_absent: bool) -> Option<&[u8]> {
+        if self.buffer.is_empty() || known_absent || self.buffer.absent(key) {
+            return None;
+        }
+        self.buffer.get(key)
+    }
+
+    /// Starts an insert buffer for a tree opened from its file: its filter
+    /// learns every key added from now on, while the caller adds the keys
+    /// the tree holds ([`Tree::note_keys`]) and then calls
+    /// [`Tree::filter_built`]; until then nothing is buffered.
+    pub fn start_filter(&mut self, max_bytes: usize, filter_budget: usize) {
+        assert!(
+            self.buffer.is_empty(),
+            "a filter is started before any key is buffered"
+        );
+        self.buffer = InsertBuffer::building(max_bytes, filter_budget);
+        self.account_buffer();
+    }
+
+    pub fn note_keys<'a>(&mut self, keys: impl IntoIterator<Item = &'a [u8]>) {
+        for k in keys {
+            self.buffer.note(k);
+        }
+        self.account_buffer();
+    }
+
+    pub fn filter_built(&mut self) {
+        self.buffer.filter_built();
+    }
+
+    /// Whether the tree has a key filter (built or being built).
+    pub fn has_filter(&self) -> bool {
+        self.buffer.has_filter()
+    }
+
+    /// Keys waiting in the insert buffer.
+    pub fn buffered(&self) -> usize {
+        self.buffer.len()
+    }
+
+    /// The insert buffer has reached its share of the pool.
+    pub fn buffer_full(&self) -> bool {
+        self.buffer.full()
+    }
+
+    /// Moves up to `n` buffered keys (the smallest) into their leaves;
+    /// returns how many it moved. Each keeps the journal position of its
+    /// change as the stamp of the pages it lands in (if later than theirs).
+    pub fn merge(&mut self, n: usize) -> Result<usize> {
+        let mut moved = 0;
+        // The leaf the last key went to, its path and its upper bound: the
+        // keys come in order, so the next goes there too while it is below
+        // the bound and the leaf did not split. One descent per leaf.
+        let mut at: Option<(Vec<Step>, u64, Option<Vec<u8>>)> = None;
+        while moved < n {
+            let Some((key, p)) = self.buffer.pop_first() else {
+                break;
+            };
+            let (path, leaf, hi) = match at.take() {
+                Some(a) if a.2.as_deref().is_none_or(|hi| *key < *hi) => a,
+                _ => {
+                    let (path, leaf, _) = self.path_to_leaf(&key)?;
+                    let hi = self.upper_bound(&path)?;
+                    (path, leaf, hi)
+                }
+            };
+            if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn)? {
+                at = Some((path, leaf, hi));
+            }
+            moved += 1;
+        }
+        if moved > 0 {
+            self.account_buffer();
+        }
+        Ok(moved)
+    }
+
+    /// The separator above which keys leave the leaf at the end of `path`
+    /// (`None`: the leaf is the last of the tree).
+    fn upper_bound(&self, path: &[Step]) -> Result<Option<Vec<u8>>> {
+        let Some(step) = path.iter().rev().find(|s| !s.last) else {
+            return Ok(None);
+        };
+        match &*self.pager.get(step.page)? {
+            Node::Branch { entries, .. } => Ok(Some(entries.key(step.child).to_vec())),
+            _ => Err(corrupt(step.page, "expected a branch page")),
+        }
+    }
+
+    /// Tells the pool how much memory the insert buffer holds.
+    fn account_buffer(&self) {
+        let pages = self.buffer.memory().div_ceil(crate::wij::PAGE_SIZE);
+        self.pager.set_external(pages);
     }
 
     pub fn meta(&self) -> &Meta {
@@ -133,6 +271,9 @@ impl Tree {
     /// Calls `f` on the value stored under `key`, without copying it when
     /// it lives inline in a resident leaf.
     pub fn get_with<R>(&self, key: &[u8], f: impl FnOnce(&[u8]) -> R) -> Result<Option<R>> {
+        if let Some(v) = self.buffered_value(key, false) {
+            return Ok(Some(f(v)));
+        }
         {
             // Fast path: every page on the way is resident; one shared lock
             // of the pool for the whole descent.
@@ -159,6 +300,9 @@ impl Tree {
 
     /// The value stored under `key`.
     pub fn get(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        if let Some(v) = self.buffered_value(key, false) {
+            return Ok(Some(v.to_vec()));
+        }
         let mut page = self.meta.root;
         for _ in 0..MAX_DEPTH {
             let node = self.pager.get(page)?;
@@ -181,7 +325,8 @@ impl Tree {
         ))
     }
 
-    /// Whether any key lies in `[from, to)`.
+    /// Whether any key lies in `[from, to)`. Like every read of a range,
+    /// it sees the tree only: merge the insert buffer first.
     pub fn any_in(&self, from: &[u8], to: &[u8]) -> Result<bool> {
         let c = self.seek(from)?;
         Ok(c.key().is_some_and(|k| k < to))
@@ -189,11 +334,19 @@ impl Tree {
 
     /// A cursor at the first entry whose key is `>= key`.
     pub fn seek(&self, key: &[u8]) -> Result<Cursor> {
+        debug_assert!(
+            self.buffer.is_empty(),
+            "a range read with keys still buffered"
+        );
         Cursor::seek(self, key)
     }
 
     /// The key of the last entry whose key is `< key`.
     pub fn last_before(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        debug_assert!(
+            self.buffer.is_empty(),
+            "a range read with keys still buffered"
+        );
         cursor::last_before(self, key)
     }
 
@@ -230,7 +383,29 @@ impl Tree {
     /// follows with [`Tree::put_found`] or [`Tree::delete_found`] (one
     /// descent for the read and the write).
     pub fn find(&self, key: &[u8]) -> Result<Found> {
-        let (path, leaf, node) = self.path_to_leaf(key)?;
+        // A key the filter never saw is not buffered either.
+        let absent = self.buffer.absent(key);
+        if let Some(v) = self.buffered_value(key, absent) {
+            return Ok(Found {
+                place: Place::Buffered,
+                before: Some(v.to_vec()),
+            });
+        }
+        let buffering = self.buffer.enabled();
+        let Some((path, leaf, node)) = self.descend(key, buffering)? else {
+            // Its leaf is not resident: no read needed if the key is new.
+            if absent {
+                return Ok(Found {
+                    place: Place::Absent,
+                    before: None,
+                });
+            }
+            return self.find_in_leaf(key, self.path_to_leaf(key)?);
+        };
+        self.find_in_leaf(key, (path, leaf, node))
+    }
+
+    fn find_in_leaf(&self, key: &[u8], (path, leaf, node): LeafPath) -> Result<Found> {
         let Node::Leaf(entries) = &*node else {
             return Err(corrupt(leaf, "expected a leaf page"));
         };
@@ -239,36 +414,80 @@ impl Tree {
             Err(_) => None,
         };
         Ok(Found {
-            path,
-            leaf,
-            version: self.version,
+            place: Place::Leaf {
+                path,
+                leaf,
+                version: self.version,
+            },
             before,
         })
     }
 
     /// Sets `key` to `value`; pages changed are stamped with `lsn`.
     pub fn put(&mut self, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
+        if self.buffered_value(key, false).is_some() {
+            return self.put_buffered(key, value, lsn);
+        }
         let (path, leaf, _) = self.path_to_leaf(key)?;
         self.put_at(path, leaf, key, value, lsn)
     }
 
     /// [`Tree::put`] where `found` (from [`Tree::find`] for the same key)
-    /// says the leaf is; descends again if the tree changed since.
+    /// says the key is; descends again if the tree changed since.
     pub fn put_found(&mut self, found: Found, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
-        if found.version != self.version {
-            return self.put(key, value, lsn);
+        match found.place {
+            Place::Leaf {
+                path,
+                leaf,
+                version,
+            } if version == self.version => self.put_at(path, leaf, key, value, lsn),
+            Place::Leaf { .. } => self.put(key, value, lsn),
+            Place::Buffered => self.put_buffered(key, value, lsn),
+            Place::Absent if value.len() <= INLINE_MAX => {
+                self.buffer.insert(key, value, lsn);
+                self.account_buffer();
+                Ok(())
+            }
+            Place::Absent => {
+                let (path, leaf, _) = self.path_to_leaf(key)?;
+                self.put_at(path, leaf, key, value, lsn)
+            }
         }
-        self.put_at(found.path, found.leaf, key, value, lsn)
+    }
+
+    /// A new value for a buffered key: in the buffer if it fits a leaf
+    /// inline, else (an overflow value) in the tree.
+    fn put_buffered(&mut self, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
+        if value.len() <= INLINE_MAX && self.buffer.replace(key, value) {
+            self.account_buffer();
+            return Ok(());
+        }
+        self.buffer.remove(key);
+        self.account_buffer();
+        let (path, leaf, _) = self.path_to_leaf(key)?;
+        self.put_at(path, leaf, key, value, lsn)
     }
 
     fn put_at(
+        &mut self,
+        path: Vec<Step>,
+        leaf: u64,
+        key: &[u8],
+        value: &[u8],
+        lsn: u64,
+    ) -> Result<()> {
+        self.put_in_leaf(path, leaf, key, value, lsn).map(|_| ())
+    }
+
+    /// [`Tree::put_at`]; true if pages split (the path changed).
+    fn put_in_leaf(
         &mut self,
         mut path: Vec<Step>,
         leaf: u64,
         key: &[u8],
         value: &[u8],
         lsn: u64,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         self.version += 1;
         let cell = if value.len() > INLINE_MAX {
             self.write_overflow(value, lsn)?
@@ -295,11 +514,12 @@ impl Tree {
             };
             (old, appended, n.fits())
         })?;
+        self.buffer.note(key);
         if let Some(first) = old {
             self.free_chain(first, lsn)?;
         }
         if fits {
-            return Ok(());
+            return Ok(false);
         }
         // Split upwards while a page does not fit. `appended`: the entry
         // that overfilled `page` was added at its right end.
@@ -307,7 +527,7 @@ impl Tree {
         let mut appended = appended;
         loop {
             if page != leaf && self.pager.get(page)?.fits() {
-                return Ok(());
+                return Ok(true);
             }
             let edge = appended && path.iter().all(|step| step.last);
             let right_page = self.alloc(lsn)?;
@@ -341,7 +561,7 @@ impl Tree {
                         lsn,
                     );
                     self.meta.root = root;
-                    return Ok(());
+                    return Ok(true);
                 }
             }
         }
@@ -349,6 +569,10 @@ impl Tree {
 
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8], lsn: u64) -> Result<bool> {
+        if self.buffer.remove(key).is_some() {
+            self.account_buffer();
+            return Ok(true);
+        }
         let (path, leaf, _) = self.path_to_leaf(key)?;
         self.delete_at(path, leaf, key, lsn)
     }
@@ -356,10 +580,15 @@ impl Tree {
     /// [`Tree::delete`] where `found` (from [`Tree::find`] for the same
     /// key) says the leaf is; descends again if the tree changed since.
     pub fn delete_found(&mut self, found: Found, key: &[u8], lsn: u64) -> Result<bool> {
-        if found.version != self.version {
-            return self.delete(key, lsn);
+        match found.place {
+            Place::Leaf {
+                path,
+                leaf,
+                version,
+            } if version == self.version => self.delete_at(path, leaf, key, lsn),
+            Place::Leaf { .. } | Place::Buffered => self.delete(key, lsn),
+            Place::Absent => Ok(false),
         }
-        self.delete_at(found.path, found.leaf, key, lsn)
     }
 
     fn delete_at(&mut self, mut path: Vec<Step>, leaf: u64, key: &[u8], lsn: u64) -> Result<bool> {
@@ -439,7 +668,13 @@ impl Tree {
     /// recovery bounds) to the write daemon, with the page count of the
     /// previous flush's meta: pages from there on are *fresh*, in no tree
     /// on disk, so a torn write of one cannot damage what a crash leaves.
+    ///
+    /// `redo_from` is lowered to the oldest buffered key's journal
+    /// position: buffered keys are in no page.
     pub fn take_flush(&mut self, redo_from: u64, undo_from: u64) -> Flush {
+        // Once per cycle; merges leave the bound low but never wrong.
+        self.buffer.recount_oldest();
+        let redo_from = self.buffer.oldest().map_or(redo_from, |o| o.min(redo_from));
         self.meta.redo_from = redo_from;
         self.meta.undo_from = undo_from;
         let fresh_from = std::mem::replace(&mut self.flushed_pages, self.meta.page_count);
@@ -457,7 +692,15 @@ impl Tree {
 
     /// Branch pages from the root to the leaf where `key` belongs, then the
     /// leaf page and its node.
-    fn path_to_leaf(&self, key: &[u8]) -> Result<(Vec<Step>, u64, Arc<Node>)> {
+    fn path_to_leaf(&self, key: &[u8]) -> Result<LeafPath> {
+        Ok(self
+            .descend(key, false)?
+            .expect("descends whatever is resident"))
+    }
+
+    /// [`Tree::path_to_leaf`]; with `resident_only`, `None` at the first
+    /// page on the way that is not in the pool.
+    fn descend(&self, key: &[u8], resident_only: bool) -> Result<Option<LeafPath>> {
         let mut path = Vec::with_capacity(4);
         let mut page = self.meta.root;
         {
@@ -470,9 +713,10 @@ impl Tree {
                         Node::Branch { first, entries } => {
                             page = Self::step(&mut path, page, *first, entries, key);
                         }
-                        Node::Leaf(_) => return Ok((path, page, node.clone())),
+                        Node::Leaf(_) => return Ok(Some((path, page, node.clone()))),
                         _ => break,
                     },
+                    None if resident_only => return Ok(None),
                     None => break,
                 }
             }
@@ -489,7 +733,7 @@ impl Tree {
                 Node::Branch { first, entries } => {
                     page = Self::step(&mut path, page, *first, entries, key);
                 }
-                Node::Leaf(_) => return Ok((path, page, node)),
+                Node::Leaf(_) => return Ok(Some((path, page, node))),
                 _ => return Err(corrupt(page, "expected a leaf or branch page")),
             }
         }

@@ -11,9 +11,12 @@
 //!   a flush always writes the snapshot it took. Such copies are counted in
 //!   `copies` until the cycle ends: memory in use is `slots + copies`
 //!   pages ([`Pager::resident`]), and the pool makes room for them;
-//! - the engine keeps [`Pager::pinned`] (`dirty + in flight + copies`)
-//!   under a fraction of the bound by flushing (see `db/flush.rs`), so the
-//!   pool overshoots its bound only if that fraction is set near 1.
+//! - memory the tree holds outside the pool (its insert buffer) is counted
+//!   as `external` pages: the bound covers `slots + copies + external`;
+//! - the engine keeps [`Pager::pinned`] (`dirty + in flight + copies +
+//!   external`) under a fraction of the bound by flushing and merging (see
+//!   `db/flush.rs`), so the pool overshoots its bound only if that fraction
+//!   is set near 1.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -94,6 +97,8 @@ struct Cache {
     in_flight: PageMap<DirtyPage>,
     /// Pages copied on write while their first image was in flight.
     copies: usize,
+    /// Pages' worth of memory the tree holds outside the pool.
+    external: usize,
 }
 
 /// Readers of resident pages share the lock; loading, changing and
@@ -115,6 +120,7 @@ impl Pager {
                 dirty: 0,
                 in_flight: PageMap::default(),
                 copies: 0,
+                external: 0,
             }),
         }
     }
@@ -182,7 +188,8 @@ impl Pager {
         let was_dirty = c.slots[i].dirty;
         let slot = &mut c.slots[i];
         let r = f(Arc::make_mut(&mut slot.node));
-        slot.lsn = lsn;
+        // An insert buffer's entry can land after later changes of the page.
+        slot.lsn = slot.lsn.max(lsn);
         slot.dirty = true;
         if !was_dirty {
             c.dirty += 1;
@@ -199,7 +206,7 @@ impl Pager {
             let was_dirty = c.slots[i].dirty;
             let slot = &mut c.slots[i];
             slot.node = Arc::new(node);
-            slot.lsn = lsn;
+            slot.lsn = slot.lsn.max(lsn);
             slot.dirty = true;
             if !was_dirty {
                 c.dirty += 1;
@@ -214,21 +221,38 @@ impl Pager {
         self.cache.read().dirty
     }
 
-    /// ([`Pager::dirty_count`], [`Pager::pinned`]) under one lock.
-    pub fn dirty_and_pinned(&self) -> (usize, usize) {
+    /// ([`Pager::dirty_count`], [`Pager::pinned`], the external pages)
+    /// under one lock.
+    pub fn dirty_and_pinned(&self) -> (usize, usize, usize) {
         let c = self.cache.read();
-        (c.dirty, c.dirty + c.in_flight.len() + c.copies)
+        (
+            c.dirty,
+            c.dirty + c.in_flight.len() + c.copies + c.external,
+            c.external,
+        )
     }
 
-    /// Pages in memory: the pool's slots plus copies made on write while
-    /// a cycle holds the original.
+    /// Pages in memory: the pool's slots, copies made on write while a
+    /// cycle holds the original, and the tree's memory outside the pool.
     pub fn resident(&self) -> usize {
         let c = self.cache.read();
-        c.slots.len() + c.copies
+        c.slots.len() + c.copies + c.external
     }
 
-    /// Pages that cannot be evicted until a flush cycle ends: dirty, in
-    /// flight, and copies of in-flight pages.
+    /// Sets how many pages' worth of memory the tree holds outside the
+    /// pool; the pool evicts to make room for it.
+    pub fn set_external(&self, pages: usize) {
+        if self.cache.read().external == pages {
+            return;
+        }
+        let mut c = self.cache.write();
+        c.external = pages;
+        c.trim();
+    }
+
+    /// Memory the pool cannot give back until a flush cycle ends or the
+    /// tree merges its insert buffer: dirty pages, in-flight pages, copies
+    /// of in-flight pages, and the tree's memory outside the pool.
     pub fn pinned(&self) -> usize {
         self.dirty_and_pinned().1
     }
@@ -299,7 +323,7 @@ impl View<'_> {
 impl Cache {
     /// Evicts unpinned pages until the pool is back within its bound.
     fn trim(&mut self) {
-        while self.slots.len() + self.copies > self.capacity && self.evict_one() {}
+        while self.slots.len() + self.copies + self.external > self.capacity && self.evict_one() {}
     }
 
     /// CLOCK: two sweeps at most; the first unpinned slot not referenced
@@ -370,7 +394,7 @@ impl Cache {
         }
         // Make room; if everything is pinned, overshoot until the next
         // flush cycle.
-        while self.slots.len() + self.copies >= self.capacity && self.evict_one() {}
+        while self.slots.len() + self.copies + self.external >= self.capacity && self.evict_one() {}
         self.index.insert(page, self.slots.len());
         self.slots.push(slot);
     }

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use crate::btree::node::{Meta, Node};
 use crate::btree::Tree;
@@ -27,6 +27,9 @@ pub struct Database {
     pub path: PathBuf,
     pub(crate) file: Arc<dyn VfsFile>,
     pub(crate) tree: RwLock<Tree>,
+    /// Held while merging the tree's insert buffer (`merge.rs`): one
+    /// merge at a time.
+    pub(crate) merging: Mutex<()>,
 }
 
 pub fn valid_name(name: &str) -> bool {
@@ -103,6 +106,7 @@ impl Database {
             path,
             file,
             tree: RwLock::new(tree),
+            merging: Mutex::new(()),
         })
     }
 
@@ -116,6 +120,7 @@ impl Database {
             path,
             file: file.clone(),
             tree: RwLock::new(Tree::open(file, cache_pages, meta)),
+            merging: Mutex::new(()),
         })
     }
 }

@@ -287,10 +287,13 @@ impl Inner {
     ///
     /// | state                        | what the writer does                  |
     /// |------------------------------|---------------------------------------|
-    /// | dirty <= limit / 2           | nothing                               |
-    /// | dirty > limit / 2 (soft)     | wakes the write daemon, goes on       |
+    /// | dirty <= room / 2            | nothing                               |
+    /// | dirty > room / 2 (soft)      | wakes the write daemon, goes on       |
     /// | pinned > limit (hard)        | waits for a running cycle; if still   |
     /// |                              | over, runs a cycle itself             |
+    ///
+    /// where `room` is `limit` less the insert buffer's memory, which
+    /// `pinned` counts too (a flush cannot free it, a merge does).
     ///
     /// So the daemon flushes in the background while the writer fills the
     /// other half of the budget, and the pool's bound holds whatever the
@@ -305,8 +308,10 @@ impl Inner {
     /// daemon, whose cycles use the current bounds.
     pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
         let limit = ((self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize).max(8);
-        let (dirty, pinned) = db.tree.read().pager().dirty_and_pinned();
-        if bounds.is_none() && dirty > limit / 2 && self.opts.flush_interval.is_some() {
+        let (dirty, pinned, external) = db.tree.read().pager().dirty_and_pinned();
+        // The insert buffer's memory leaves less room for dirty pages.
+        let room = limit.saturating_sub(external);
+        if bounds.is_none() && dirty > room / 2 && self.opts.flush_interval.is_some() {
             self.kick_daemon();
         }
         if pinned > limit {

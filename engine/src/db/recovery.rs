@@ -347,6 +347,7 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
         path: f.path.clone(),
         file: f.file.clone(),
         tree: RwLock::new(meta_stub),
+        merging: Mutex::new(()),
     };
     write_images(&db, images, &mut Vec::new())
 }

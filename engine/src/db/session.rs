@@ -54,6 +54,8 @@ struct Written {
     end: Lsn,
     key: Vec<u8>,
     before: Option<Vec<u8>>,
+    /// The write left the database's insert buffer full.
+    buffer_full: bool,
 }
 
 struct Change {
@@ -140,7 +142,7 @@ impl Session {
     pub fn data(&self, db: &str, key: &Key) -> Result<u8> {
         let db = self.db(db)?;
         let enc = key.encode();
-        let tree = db.tree.read();
+        let tree = self.inner.read_merged(&db)?;
         let t = |e| EngineError::tree(&db.name, e);
         let mut c = tree.seek(&enc).map_err(t)?;
         let has_value = c.key() == Some(enc.as_slice());
@@ -161,7 +163,7 @@ impl Session {
         let from_start = matches!(key.last(), Some(Subscript::Str(s)) if s.is_empty());
         let penc = parent.encode();
         let db = self.db(db)?;
-        let tree = db.tree.read();
+        let tree = self.inner.read_merged(&db)?;
         let t = |e| EngineError::tree(&db.name, e);
         let found = match dir {
             Direction::Forward => {
@@ -198,7 +200,7 @@ impl Session {
         let enc = key.encode();
         let global = model::encode_global_prefix(&key.global);
         let db = self.db(db)?;
-        let tree = db.tree.read();
+        let tree = self.inner.read_merged(&db)?;
         let t = |e| EngineError::tree(&db.name, e);
         let found = match dir {
             Direction::Forward => {
@@ -235,7 +237,7 @@ impl Session {
             // bytes in between); `from` ends up as the last key's bytes.
             let mut batch = Vec::with_capacity(BATCH);
             {
-                let tree = db.tree.read();
+                let tree = self.inner.read_merged(&db)?;
                 let mut c = tree.seek(&from).map_err(t)?;
                 while let Some(k) = c.key().filter(|k| *k < end.as_slice()) {
                     let value = match c.cell().expect("at a key") {
@@ -335,9 +337,9 @@ impl Session {
         let end = model::subtree_end(&enc);
         let implicit = self.txn.is_none();
         if implicit {
-            let any = db
-                .tree
-                .read()
+            let any = self
+                .inner
+                .read_merged(&db)?
                 .any_in(&enc, &end)
                 .map_err(|e| EngineError::tree(dbname, e))?;
             if !any {
@@ -362,10 +364,13 @@ impl Session {
         const BATCH: usize = 128;
         let txn = self.txn_id();
         let mut n = 0;
+        self.inner.merge_all(db)?;
         loop {
             self.inner.throttle(db)?;
             let _permit = self.inner.gate.before_write()?;
             let mut tree = db.tree.write();
+            // Keys another session buffered since: the kill must see them.
+            self.inner.merge_locked(&mut tree, db, usize::MAX)?;
             for _ in 0..BATCH {
                 let t = |e| EngineError::tree(&db.name, e);
                 let c = tree.seek(enc).map_err(t)?;
@@ -602,6 +607,9 @@ impl Session {
         let Some(w) = done? else {
             return Ok(None);
         };
+        if w.buffer_full {
+            self.inner.merge_full(&db)?;
+        }
         if let Some(t) = &mut self.txn {
             t.changes.push(Change {
                 lsn: w.start,
@@ -645,6 +653,7 @@ impl Session {
         } else {
             tree.delete_found(found, &enc, start.0).map(|_| ())
         };
+        let buffer_full = tree.buffer_full();
         drop(tree);
         if let Err(e) = applied {
             return Err(self.inner.poison(EngineError::tree(&db.name, e)));
@@ -654,6 +663,7 @@ impl Session {
             end,
             key: enc,
             before,
+            buffer_full,
         }))
     }
 }

@@ -3,6 +3,7 @@
 
 mod commit_path;
 mod crash;
+mod insert_buffer;
 mod model_based;
 mod ops;
 mod regressions;

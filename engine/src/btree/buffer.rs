@@ -1,0 +1,382 @@
+//! The insert buffer: new keys whose leaf is not in the pool wait here,
+//! sorted, and reach their leaves later in key order, many per leaf read
+//! and per page written (as InnoDB's change buffer, but for unique keys).
+//!
+//! Why it is sound to skip the leaf:
+//! - a SET journals the key's before-image, so the engine must know
+//!   whether the key exists. A key the tree's [`KeyFilter`] has never seen
+//!   does not, in the tree or here: its before-image is "none" without a
+//!   leaf read;
+//! - a key is in the buffer or in the tree, never both. A buffered key's
+//!   later changes (SET, ZKILL, rollback) change or remove its entry here;
+//! - reads of one key look here first; reads of ranges (`$ORDER`,
+//!   `$QUERY`, `$DATA`, scans, KILL) see only the tree, so the engine
+//!   merges the buffer into the tree before them (`db/merge.rs`);
+//! - buffered entries are in no page: a flush cycle stamps the meta page
+//!   with a `redo_from` no later than the oldest buffered entry's journal
+//!   position, so recovery replays them from the journal.
+//!
+//! The entries' memory and the filter's count against the buffer pool
+//! (the pool makes room for them as for its own pages).
+
+use std::borrow::Borrow;
+use std::cmp::Ordering;
+use std::collections::BTreeMap;
+
+use super::filter::KeyFilter;
+
+/// A buffered key with its first 16 bytes inline (big-endian, zero
+/// padded): most comparisons in the map end there, without following the
+/// pointer to the key's bytes (a cache miss per comparison otherwise).
+struct BufKey {
+    head: u128,
+    key: Box<[u8]>,
+}
+
+fn head(key: &[u8]) -> u128 {
+    let mut b = [0u8; 16];
+    let n = key.len().min(16);
+    b[..n].copy_from_slice(&key[..n]);
+    u128::from_be_bytes(b)
+}
+
+/// A key to compare with: a stored [`BufKey`] or a borrowed probe. Heads
+/// order as the bytes do: where two zero-padded heads first differ, either
+/// both keys have a byte there, or the one with the padding is the shorter
+/// and a prefix of the other.
+trait AsKey {
+    fn parts(&self) -> (u128, &[u8]);
+}
+
+impl AsKey for BufKey {
+    fn parts(&self) -> (u128, &[u8]) {
+        (self.head, &self.key)
+    }
+}
+
+impl AsKey for (u128, &[u8]) {
+    fn parts(&self) -> (u128, &[u8]) {
+        *self
+    }
+}
+
+impl<'a> Borrow<dyn AsKey + 'a> for BufKey {
+    fn borrow(&self) -> &(dyn AsKey + 'a) {
+        self
+    }
+}
+
+impl Ord for dyn AsKey + '_ {
+    fn cmp(&self, other: &Self) -> Ordering {
+        let (a, b) = (self.parts(), other.parts());
+        a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
+    }
+}
+
+impl PartialOrd for dyn AsKey + '_ {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for dyn AsKey + '_ {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for dyn AsKey + '_ {}
+
+impl Ord for BufKey {
+    fn cmp(&self, other: &Self) -> Ordering {
+        (self as &dyn AsKey).cmp(other as &dyn AsKey)
+    }
+}
+
+impl PartialOrd for BufKey {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for BufKey {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for BufKey {}
+
+fn probe(key: &[u8]) -> (u128, &[u8]) {
+    (head(key), key)
+}
+
+/// Bytes an entry costs besides its key and value: its share of the map's
+/// nodes (a head, two boxes, a position), and the allocator's headers (an
+/// estimate).
+const ENTRY_OVERHEAD: usize = 112;
+
+/// A buffered value: its bytes (a leaf's inline cell) and the journal
+/// position of the change that first buffered the key.
+pub struct Pending {
+    pub value: Box<[u8]>,
+    pub lsn: u64,
+}
+
+#[derive(Default)]
+pub struct InsertBuffer {
+    entries: BTreeMap<BufKey, Pending>,
+    /// Estimated memory of `entries`.
+    bytes: usize,
+    /// No later than the journal position of any entry (exact after
+    /// [`InsertBuffer::recount_oldest`]).
+    oldest: Option<u64>,
+    /// `None`: the buffer is off (the tree was opened from a file, whose
+    /// keys no filter has seen).
+    filter: Option<KeyFilter>,
+    /// Entries' memory past which the buffer is [`InsertBuffer::full`].
+    max_bytes: usize,
+    /// The filter is being built from the tree's keys (`db/filter_build.rs`):
+    /// it learns new keys but answers nothing yet.
+    building: bool,
+}
+
+impl InsertBuffer {
+    /// A buffer for a tree that holds no key yet, which may use
+    /// `max_bytes` for entries and `filter_budget` for its filter.
+    pub fn new(max_bytes: usize, filter_budget: usize) -> InsertBuffer {
+        InsertBuffer {
+            filter: Some(KeyFilter::new(filter_budget)),
+            max_bytes,
+            ..InsertBuffer::default()
+        }
+    }
+
+    /// A buffer for a tree that holds keys already: its filter learns
+    /// every key added from now on, and answers once the caller has
+    /// added the tree's existing keys and called
+    /// [`InsertBuffer::filter_built`].
+    pub fn building(max_bytes: usize, filter_budget: usize) -> InsertBuffer {
+        InsertBuffer {
+            building: true,
+            ..InsertBuffer::new(max_bytes, filter_budget)
+        }
+    }
+
+    pub fn filter_built(&mut self) {
+        self.building = false;
+    }
+
+    /// Whether the buffer has a filter (built or being built).
+    pub fn has_filter(&self) -> bool {
+        self.filter.is_some()
+    }
+
+    /// Whether a new key may be buffered at all (see [`InsertBuffer::absent`]).
+    pub fn enabled(&self) -> bool {
+        !self.building && self.filter.as_ref().is_some_and(|f| !f.saturated())
+    }
+
+    /// Whether `key` is certainly neither in the tree nor here.
+    pub fn absent(&self, key: &[u8]) -> bool {
+        !self.building && self.filter.as_ref().is_some_and(|f| f.absent(key))
+    }
+
+    /// Records that the tree now holds `key`.
+    pub fn note(&mut self, key: &[u8]) {
+        if let Some(f) = &mut self.filter {
+            f.add(key);
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn get(&self, key: &[u8]) -> Option<&[u8]> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        self.entries
+            .get(&probe(key) as &dyn AsKey)
+            .map(|p| &*p.value)
+    }
+
+    /// Buffers `key`, which must be [`InsertBuffer::absent`].
+    pub fn insert(&mut self, key: &[u8], value: &[u8], lsn: u64) {
+        self.note(key);
+        self.bytes += cost(key, value);
+        self.oldest = Some(self.oldest.map_or(lsn, |o| o.min(lsn)));
+        let old = self.entries.insert(
+            BufKey {
+                head: head(key),
+                key: key.into(),
+            },
+            Pending {
+                value: value.into(),
+                lsn,
+            },
+        );
+        debug_assert!(old.is_none(), "a buffered key was buffered again");
+    }
+
+    /// Gives the buffered `key` a new value; false if it is not buffered.
+    /// The entry keeps its journal position: replay from there sets the
+    /// key again, and then to this value.
+    pub fn replace(&mut self, key: &[u8], value: &[u8]) -> bool {
+        let Some(p) = self.entries.get_mut(&probe(key) as &dyn AsKey) else {
+            return false;
+        };
+        self.bytes = self.bytes + value.len() - p.value.len();
+        p.value = value.into();
+        true
+    }
+
+    pub fn remove(&mut self, key: &[u8]) -> Option<Pending> {
+        if self.entries.is_empty() {
+            return None;
+        }
+        let (k, p) = self.entries.remove_entry(&probe(key) as &dyn AsKey)?;
+        self.bytes -= cost(&k.key, &p.value);
+        self.after_removal();
+        Some(p)
+    }
+
+    /// The entry of the smallest key, taken out.
+    pub fn pop_first(&mut self) -> Option<(Box<[u8]>, Pending)> {
+        let (k, p) = self.entries.pop_first()?;
+        self.bytes -= cost(&k.key, &p.value);
+        self.after_removal();
+        Some((k.key, p))
+    }
+
+    fn after_removal(&mut self) {
+        if self.entries.is_empty() {
+            self.oldest = None;
+        }
+    }
+
+    /// Makes [`InsertBuffer::oldest`] exact again (it only ever errs low:
+    /// removals leave it alone). One pass over the entries.
+    pub fn recount_oldest(&mut self) {
+        self.oldest = self.entries.values().map(|p| p.lsn).min();
+    }
+
+    /// No later than the journal position of every entry; `None` if empty.
+    pub fn oldest(&self) -> Option<u64> {
+        self.oldest
+    }
+
+    /// The entries have reached their share of the pool: time to merge.
+    pub fn full(&self) -> bool {
+        self.bytes > self.max_bytes
+    }
+
+    /// Memory of the entries and the filter, in bytes.
+    pub fn memory(&self) -> usize {
+        self.bytes + self.filter.as_ref().map_or(0, KeyFilter::bytes)
+    }
+
+    /// The buffered keys in order.
+    pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
+        self.entries.keys().map(|k| &*k.key)
+    }
+}
+
+fn cost(key: &[u8], value: &[u8]) -> usize {
+    key.len() + value.len() + ENTRY_OVERHEAD
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_come_out_in_key_order_and_account_their_memory() {
+        let mut b = InsertBuffer::new(1 << 20, 1 << 20);
+        let filter = b.memory();
+        assert!(b.enabled() && b.is_empty());
+        for (i, k) in [b"m", b"c", b"x", b"a"].iter().enumerate() {
+            assert!(b.absent(*k));
+            b.insert(*k, b"value", 100 + i as u64);
+            assert!(!b.absent(*k));
+        }
+        assert_eq!(b.memory(), filter + 4 * (1 + 5 + ENTRY_OVERHEAD));
+        assert_eq!(b.oldest(), Some(100));
+        assert!(b.replace(b"c", b"longer value"));
+        assert!(!b.replace(b"q", b"v"));
+        assert_eq!(b.get(b"c"), Some(&b"longer value"[..]));
+        assert_eq!(b.remove(b"m").map(|p| p.lsn), Some(100));
+        // Removing the oldest leaves the bound low until recounted.
+        assert_eq!(b.oldest(), Some(100));
+        b.recount_oldest();
+        assert_eq!(b.oldest(), Some(101));
+        let order: Vec<_> = std::iter::from_fn(|| b.pop_first().map(|(k, _)| k)).collect();
+        assert_eq!(
+            order,
+            vec![
+                b"a".as_slice().into(),
+                b"c".as_slice().into(),
+                b"x".as_slice().into()
+            ]
+        );
+        assert_eq!((b.memory(), b.oldest()), (filter, None));
+    }
+
+    #[test]
+    fn heads_order_keys_as_their_bytes() {
+        let keys: [&[u8]; 9] = [
+            b"",
+            b"\0",
+            b"a",
+            b"a\0",
+            b"a\0\0",
+            b"abcdefghijklmnop",
+            b"abcdefghijklmnop\0",
+            b"abcdefghijklmnopq",
+            b"abcdefghijklmnoq",
+        ];
+        for a in keys {
+            for b in keys {
+                let (ka, kb) = (probe(a), probe(b));
+                assert_eq!(
+                    (&ka as &dyn AsKey).cmp(&kb as &dyn AsKey),
+                    a.cmp(b),
+                    "{a:?} {b:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_buffer_without_a_filter_takes_nothing() {
+        let b = InsertBuffer::default();
+        assert!(!b.enabled());
+        assert!(!b.absent(b"k"));
+    }
+
+    #[test]
+    fn a_filter_being_built_learns_keys_and_answers_nothing() {
+        let mut b = InsertBuffer::building(1 << 20, 1 << 20);
+        b.note(b"old");
+        assert!(!b.enabled() && !b.absent(b"new"));
+        b.filter_built();
+        assert!(b.enabled() && b.absent(b"new"));
+        assert!(!b.absent(b"old"));
+    }
+
+    #[test]
+    fn full_past_its_share() {
+        let mut b = InsertBuffer::new(1000, 1 << 20);
+        let mut i = 0u32;
+        while !b.full() {
+            b.insert(&i.to_be_bytes(), &[0; 100], 1);
+            i += 1;
+        }
+        assert_eq!(i as usize, 1000 / (4 + 100 + ENTRY_OVERHEAD) + 1);
+    }
+}

@@ -1,0 +1,95 @@
+//! Merging databases' insert buffers into their trees (see
+//! `btree/buffer.rs`).
+//!
+//! | when                                   | who                 | how much          |
+//! |----------------------------------------|---------------------|-------------------|
+//! | a write filled the buffer              | that writer         | what it held then |
+//! | a read or KILL of a range finds keys   | that reader         | all of it         |
+//! | clean shutdown                         | `close` / last drop | all of it         |
+//!
+//! Merging goes in chunks of [`CHUNK`] keys, in key order, one hold of the
+//! database's write lock each: readers get in between, and the pool's
+//! bound is kept between chunks by the same throttle writers obey (a merge
+//! dirties leaves as writes do). A merge changes no data, only where it
+//! lives, so it journals nothing.
+
+use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
+
+use super::{Database, Inner};
+use crate::btree::Tree;
+use crate::error::{EngineError, Result};
+
+/// Keys merged per hold of the write lock.
+const CHUNK: usize = 256;
+
+/// Merge passes a reader makes while others keep buffering, before it
+/// merges the rest under one hold of the lock.
+const READER_PASSES: usize = 3;
+
+impl Inner {
+    /// Called by a writer whose write left the buffer full: merges the
+    /// keys it holds now (one writer merges at a time; the others wait for
+    /// it, which bounds the buffer while writers outpace the merge).
+    pub(crate) fn merge_full(&self, db: &Database) -> Result<()> {
+        let _one = db.merging.lock();
+        let n = db.tree.read().buffered();
+        self.merge_some(db, n)
+    }
+
+    /// Merges up to `n` keys (fewer if the buffer empties first).
+    fn merge_some(&self, db: &Database, n: usize) -> Result<()> {
+        let mut left = n;
+        while left > 0 {
+            // Not `check_poison`: the last flush merges after closing.
+            if let Some(why) = self.poison.lock().clone() {
+                return Err(EngineError::Poisoned(why));
+            }
+            self.throttle(db)?;
+            let moved = self.merge_locked(&mut db.tree.write(), db, left.min(CHUNK))?;
+            if moved == 0 {
+                break;
+            }
+            left -= moved.min(left);
+        }
+        Ok(())
+    }
+
+    /// Merges up to `n` keys under the caller's write lock. A failure
+    /// leaves the tree half changed: it poisons the store.
+    pub(crate) fn merge_locked(&self, tree: &mut Tree, db: &Database, n: usize) -> Result<usize> {
+        tree.merge(n)
+            .map_err(|e| self.poison(EngineError::tree(&db.name, e)))
+    }
+
+    /// The database's read lock with nothing buffered, for reads of
+    /// ranges (which see only the tree). Usually the buffer is empty and
+    /// this is one read lock.
+    pub(crate) fn read_merged<'a>(&self, db: &'a Database) -> Result<RwLockReadGuard<'a, Tree>> {
+        for _ in 0..READER_PASSES {
+            let tree = db.tree.read();
+            if tree.buffered() == 0 {
+                return Ok(tree);
+            }
+            drop(tree);
+            self.merge_all(db)?;
+        }
+        // Writers keep buffering as fast as we merge: take the rest
+        // under one hold (the pool may overshoot by what they added).
+        let mut tree = db.tree.write();
+        self.merge_locked(&mut tree, db, usize::MAX)?;
+        Ok(RwLockWriteGuard::downgrade(tree))
+    }
+
+    /// Merges the database's whole buffer, in chunks.
+    pub(crate) fn merge_all(&self, db: &Database) -> Result<()> {
+        let _one = db.merging.lock();
+        self.merge_some(db, usize::MAX)
+    }
+
+    /// Merges every database's buffer (before the last flush at shutdown,
+    /// so the files hold everything).
+    pub(crate) fn merge_everything(&self) -> Result<()> {
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        dbs.iter().try_for_each(|db| self.merge_all(db))
+    }
+}

@@ -1,0 +1,455 @@
+//! The insert buffer against a `BTreeMap` reference: a database several
+//! times its pool, loaded in random key order, then random operations
+//! that meet buffered keys: point reads, SETs and ZKILLs of buffered keys,
+//! reads of ranges (which merge first), KILLs of subtrees, transactions
+//! rolled back over buffered keys, flush cycles while keys are buffered,
+//! clean re-opens and crashes. Point reads are compared after every step
+//! (a full scan would merge the buffer every time), everything at the end
+//! and after each re-open or crash.
+
+use std::collections::BTreeMap;
+
+use proptest::prelude::*;
+
+use super::*;
+use crate::db::{Direction, Session};
+use crate::model::{self, Subscript};
+
+/// First subscripts used: the preload and the operations draw from these.
+const SPACE: i64 = 4000;
+
+/// A key for an operation: any, or one of the keys set lately (most
+/// likely still buffered), counted back from the newest.
+#[derive(Debug, Clone)]
+enum Pick {
+    Any(Key),
+    Recent(usize),
+}
+
+#[derive(Debug, Clone)]
+enum Op {
+    Set(Pick, Value),
+    Get(Pick),
+    ZKill(Pick),
+    Kill(Key),
+    Incr(Pick, i64),
+    Order(Key, bool),
+    Data(Key),
+    Query(Key),
+    TStart,
+    TCommit,
+    TRollback,
+    /// A flush cycle without merging the buffer first.
+    Cycle,
+    Reopen,
+    Crash(u64),
+}
+
+fn key() -> impl Strategy<Value = Key> {
+    (0..SPACE, prop::option::weighted(0.2, 0i64..3)).prop_map(|(i, j)| {
+        let mut subs = vec![Subscript::Int(i)];
+        subs.extend(j.map(Subscript::Int));
+        Key::new("A", subs).expect("valid")
+    })
+}
+
+fn pick() -> impl Strategy<Value = Pick> {
+    prop_oneof![
+        key().prop_map(Pick::Any),
+        (0usize..RECENT).prop_map(Pick::Recent),
+    ]
+}
+
+/// Keys set lately that are remembered, and read back after every step.
+const RECENT: usize = 12;
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        20 => "[a-z]{10,60}".prop_map(Value::Str),
+        // Too large for a leaf: never buffered, even for a buffered key.
+        1 => (2100usize..5000).prop_map(|n| Value::Bytes((0..n).map(|i| (i * 3) as u8).collect())),
+    ]
+}
+
+fn op() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        30 => (pick(), value()).prop_map(|(k, v)| Op::Set(k, v)),
+        4 => pick().prop_map(Op::Get),
+        4 => pick().prop_map(Op::ZKill),
+        1 => key().prop_map(Op::Kill),
+        2 => (pick(), -3i64..3).prop_map(|(k, by)| Op::Incr(k, by)),
+        2 => (key(), any::<bool>()).prop_map(|(k, f)| Op::Order(k, f)),
+        1 => key().prop_map(Op::Data),
+        1 => key().prop_map(Op::Query),
+        2 => Just(Op::TStart),
+        2 => Just(Op::TCommit),
+        1 => Just(Op::TRollback),
+        2 => Just(Op::Cycle),
+        1 => Just(Op::Reopen),
+        1 => any::<u64>().prop_map(Op::Crash),
+    ]
+}
+
+/// The reference: encoded key -> value, with the open transaction's undo.
+#[derive(Default)]
+struct Reference {
+    map: BTreeMap<Vec<u8>, Value>,
+    /// `Some` while a transaction is open: (key, before) in order.
+    undo: Option<Vec<(Vec<u8>, Option<Value>)>>,
+}
+
+impl Reference {
+    fn put(&mut self, key: Vec<u8>, value: Option<Value>) {
+        let before = match value {
+            Some(v) => self.map.insert(key.clone(), v),
+            None => self.map.remove(&key),
+        };
+        if let Some(u) = &mut self.undo {
+            u.push((key, before));
+        }
+    }
+
+    fn rollback(&mut self) {
+        for (k, before) in self.undo.take().unwrap_or_default().into_iter().rev() {
+            match before {
+                Some(v) => self.map.insert(k, v),
+                None => self.map.remove(&k),
+            };
+        }
+    }
+
+    /// The first key at or after `from` (and before `to`).
+    fn first_in(&self, from: &[u8], to: &[u8]) -> Option<&Vec<u8>> {
+        self.map
+            .range(from.to_vec()..to.to_vec())
+            .next()
+            .map(|(k, _)| k)
+    }
+}
+
+fn opts(fs: &SimFs) -> EngineOptions {
+    EngineOptions {
+        cache_pages: 32,
+        ..sim_opts(fs)
+    }
+}
+
+fn preload(s: &mut Session, r: &mut Reference, seed: u64) {
+    // A random order of most of the space, in transactions of 200.
+    let mut x = seed | 1;
+    let mut ids: Vec<i64> = (0..SPACE).collect();
+    for i in (1..ids.len()).rev() {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        ids.swap(i, (x % (i as u64 + 1)) as usize);
+    }
+    for chunk in ids[..SPACE as usize * 3 / 4].chunks(200) {
+        s.tstart().unwrap();
+        for &i in chunk {
+            let key = Key::new("A", vec![Subscript::Int(i)]).unwrap();
+            let value = Value::Str(format!("preloaded {i:>40}"));
+            s.set(DB, &key, &value).unwrap();
+            r.put(key.encode(), Some(value));
+        }
+        s.tcommit().unwrap();
+    }
+}
+
+fn same_as_reference(e: &Engine, r: &Reference) {
+    let got = contents(e);
+    let want: Vec<_> = r.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert_eq!(got.len(), want.len(), "number of nodes");
+    assert!(got == want, "contents differ from the reference");
+    for (name, check) in e.check().unwrap() {
+        assert_eq!(check.entries, r.map.len() as u64, "{name}: {check:?}");
+    }
+}
+
+/// Runs `ops` after a preload; returns the most keys seen buffered at once.
+fn run(seed: u64, ops: Vec<Op>) -> usize {
+    let mut fs = SimFs::new();
+    let mut e = open_with(opts(&fs));
+    let mut s: Session = e.session();
+    let mut r = Reference::default();
+    preload(&mut s, &mut r, seed);
+    let mut most = buffered(&e);
+    let mut recent: Vec<Key> = Vec::new();
+    let resolve = |p: Pick, recent: &Vec<Key>| match p {
+        Pick::Recent(n) if !recent.is_empty() => {
+            recent[recent.len() - 1 - n % recent.len()].clone()
+        }
+        Pick::Recent(n) => Key::new("A", vec![Subscript::Int(n as i64)]).unwrap(),
+        Pick::Any(k) => k,
+    };
+    for op in ops {
+        match op {
+            Op::Set(key, value) => {
+                let key = resolve(key, &recent);
+                s.set(DB, &key, &value).unwrap();
+                r.put(key.encode(), Some(value));
+                if !recent.contains(&key) {
+                    recent.push(key);
+                }
+                if recent.len() > RECENT {
+                    recent.remove(0);
+                }
+            }
+            Op::Get(key) => {
+                let key = resolve(key, &recent);
+                assert_eq!(
+                    s.get(DB, &key).unwrap(),
+                    r.map.get(&key.encode()).cloned(),
+                    "GET {key}"
+                );
+            }
+            Op::ZKill(key) => {
+                let key = resolve(key, &recent);
+                let had = r.map.contains_key(&key.encode());
+                assert_eq!(s.zkill(DB, &key).unwrap(), had, "zkill {key}");
+                if had {
+                    r.put(key.encode(), None);
+                }
+            }
+            Op::Kill(key) => {
+                let enc = key.encode();
+                let doomed: Vec<_> = r
+                    .map
+                    .range(enc.clone()..model::subtree_end(&enc))
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                assert_eq!(s.kill(DB, &key).unwrap(), doomed.len() as u64, "kill {key}");
+                for k in doomed {
+                    r.put(k, None);
+                }
+            }
+            Op::Incr(key, by) => {
+                let key = resolve(key, &recent);
+                let old = match r.map.get(&key.encode()) {
+                    Some(Value::Int(i)) => Some(*i),
+                    None => Some(0),
+                    Some(_) => None,
+                };
+                match old {
+                    Some(old) => {
+                        assert_eq!(s.increment(DB, &key, by).unwrap(), old + by);
+                        r.put(key.encode(), Some(Value::Int(old + by)));
+                    }
+                    None => assert!(s.increment(DB, &key, by).is_err()),
+                }
+            }
+            Op::Order(key, forward) => {
+                let parent = key.parent().expect("subscripted");
+                let (penc, enc) = (parent.encode(), key.encode());
+                let dir = if forward {
+                    Direction::Forward
+                } else {
+                    Direction::Backward
+                };
+                let want = if forward {
+                    r.first_in(&model::subtree_end(&enc), &model::subtree_end(&penc))
+                        .cloned()
+                } else {
+                    r.map
+                        .range(penc.clone()..enc.clone())
+                        .next_back()
+                        .map(|(k, _)| k.clone())
+                        .filter(|k| k.len() > penc.len())
+                };
+                let want = want.map(|k| model::decode_subscript_at(&k, penc.len()).unwrap().0);
+                assert_eq!(s.order(DB, &key, dir).unwrap(), want, "$ORDER {key}");
+            }
+            Op::Data(key) => {
+                let enc = key.encode();
+                let value = r.map.contains_key(&enc);
+                let mut after = enc.clone();
+                after.push(0);
+                let children = r.first_in(&after, &model::subtree_end(&enc)).is_some();
+                let want = u8::from(value) + 10 * u8::from(children);
+                assert_eq!(s.data(DB, &key).unwrap(), want, "$DATA {key}");
+            }
+            Op::Query(key) => {
+                let mut after = key.encode();
+                after.push(0);
+                let want = r
+                    .first_in(
+                        &after,
+                        &model::subtree_end(&model::encode_global_prefix("A")),
+                    )
+                    .map(|k| Key::decode(k).unwrap());
+                assert_eq!(
+                    s.query(DB, &key, Direction::Forward).unwrap(),
+                    want,
+                    "$QUERY {key}"
+                );
+            }
+            Op::TStart => {
+                if r.undo.is_none() {
+                    s.tstart().unwrap();
+                    r.undo = Some(Vec::new());
+                }
+            }
+            Op::TCommit => {
+                if r.undo.take().is_some() {
+                    s.tcommit().unwrap();
+                }
+            }
+            Op::TRollback => {
+                if r.undo.is_some() {
+                    s.trollback(false).unwrap();
+                    r.rollback();
+                }
+            }
+            Op::Cycle => e.inner.checkpoint().unwrap(),
+            Op::Reopen => {
+                drop(s);
+                r.rollback();
+                e.close().unwrap();
+                e = open_with(opts(&fs));
+                s = e.session();
+                same_as_reference(&e, &r);
+            }
+            Op::Crash(seed) => {
+                fs.crash_now();
+                let img = fs.crash_image(seed);
+                drop(s);
+                drop(e);
+                r.rollback();
+                fs = img;
+                e = open_with(opts(&fs));
+                s = e.session();
+                same_as_reference(&e, &r);
+            }
+        }
+        for key in &recent {
+            assert_eq!(
+                s.get(DB, key).unwrap(),
+                r.map.get(&key.encode()).cloned(),
+                "GET {key}"
+            );
+        }
+        most = most.max(buffered(&e));
+    }
+    drop(s); // rolls back an open transaction
+    r.rollback();
+    same_as_reference(&e, &r);
+    most
+}
+
+fn buffered(e: &Engine) -> usize {
+    e.buffered_keys()
+}
+
+fn cases() -> u32 {
+    if std::env::var("REDOUBT_LONG_TESTS").is_ok() {
+        400
+    } else {
+        24
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: cases(), max_shrink_iters: 500, ..ProptestConfig::default() })]
+    #[test]
+    fn the_insert_buffer_matches_a_btreemap(seed in any::<u64>(), ops in prop::collection::vec(op(), 1..300)) {
+        run(seed, ops);
+    }
+}
+
+#[test]
+fn a_random_load_larger_than_the_pool_goes_through_the_buffer() {
+    // The preload alone: three quarters of the space in random order, far
+    // more than a 32-page pool holds.
+    let fs = SimFs::new();
+    let e = open_with(opts(&fs));
+    let mut s = e.session();
+    let mut r = Reference::default();
+    preload(&mut s, &mut r, 7);
+    assert!(buffered(&e) > 0, "nothing was buffered");
+    // Every key reads back, buffered or not, and the pool kept its bound.
+    for (k, v) in &r.map {
+        let key = Key::decode(k).unwrap();
+        assert_eq!(s.get(DB, &key).unwrap().as_ref(), Some(v));
+    }
+    assert!(
+        e.resident_pages() <= 32,
+        "{} pages resident",
+        e.resident_pages()
+    );
+    drop(s);
+    same_as_reference(&e, &r);
+    assert_eq!(buffered(&e), 0, "a scan merges the buffer");
+}
+
+#[test]
+fn every_operation_sequence_meets_buffered_keys() {
+    // The operations above run with keys buffered, not only after merges.
+    let ops: Vec<Op> = (0..200)
+        .map(|i| {
+            let key = Key::new("A", vec![Subscript::Int((i * 7919) % SPACE)]).unwrap();
+            match i % 5 {
+                0 | 1 => Op::Set(Pick::Any(key), Value::Str(format!("v{i}"))),
+                2 => Op::Get(Pick::Recent(1)),
+                3 => Op::ZKill(Pick::Recent(2)),
+                _ => Op::Set(Pick::Recent(0), Value::Str(format!("w{i}"))),
+            }
+        })
+        .collect();
+    assert!(run(11, ops) > 0);
+}
+
+#[test]
+fn a_large_database_reopened_builds_its_filter_in_the_background_and_buffers_again() {
+    let fs = SimFs::new();
+    let e = open_with(opts(&fs));
+    let mut s = e.session();
+    let mut r = Reference::default();
+    // Well past four pools of 32 pages: built in the background at open.
+    let value = Value::Str("x".repeat(150));
+    for chunk in (0..12_000i64).collect::<Vec<_>>().chunks(1000) {
+        s.tstart().unwrap();
+        for &i in chunk {
+            let key = Key::new("B", vec![Subscript::Int(i * 7 % 12_000)]).unwrap();
+            s.set(DB, &key, &value).unwrap();
+            r.put(key.encode(), Some(value.clone()));
+        }
+        s.tcommit().unwrap();
+    }
+    drop(s);
+    e.close().unwrap();
+
+    let e = open_with(opts(&fs));
+    let mut s = e.session();
+    let mut i = 0;
+    let started = std::time::Instant::now();
+    while e.buffered_keys() == 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(60),
+            "the buffer never took a key after reopening"
+        );
+        // New keys (odd halves) scattered over the tree.
+        let key = Key::new(
+            "B",
+            vec![Subscript::Int(i * 7919 % 12_000), Subscript::Int(1)],
+        )
+        .unwrap();
+        s.set(DB, &key, &v("1")).unwrap();
+        r.put(key.encode(), Some(v("1")));
+        i += 1;
+    }
+    // No key that existed before the reopen is taken for a new one (it
+    // would then be in a leaf and in the buffer, which the check finds).
+    s.tstart().unwrap();
+    for j in 0..12_000i64 {
+        let key = Key::new("B", vec![Subscript::Int(j)]).unwrap();
+        s.set(DB, &key, &v("2")).unwrap();
+        r.put(key.encode(), Some(v("2")));
+    }
+    s.tcommit().unwrap();
+    e.check().unwrap();
+    drop(s);
+    let got = contents(&e);
+    let want: Vec<_> = r.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    assert!(got == want, "contents differ from the reference");
+    e.check().unwrap();
+}

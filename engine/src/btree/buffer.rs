@@ -136,6 +136,8 @@ pub struct InsertBuffer {
     filter: Option<KeyFilter>,
     /// Entries' memory past which the buffer is [`InsertBuffer::full`].
     max_bytes: usize,
+    /// Keys ever buffered (for telling an idle buffer).
+    additions: u64,
     /// The filter is being built from the tree's keys (`db/filter_build.rs`):
     /// it learns new keys but answers nothing yet.
     building: bool,
@@ -182,11 +184,23 @@ impl InsertBuffer {
         !self.building && self.filter.as_ref().is_some_and(|f| f.absent(key))
     }
 
-    /// Records that the tree now holds `key`.
-    pub fn note(&mut self, key: &[u8]) {
-        if let Some(f) = &mut self.filter {
-            f.add(key);
+    /// Prepares [`InsertBuffer::note`] of `key` (see
+    /// [`KeyFilter::prefetch_add`]).
+    pub fn prefetch_note(&self, key: &[u8]) {
+        if let Some(f) = &self.filter {
+            f.prefetch_add(key);
         }
+    }
+
+    /// Records that the tree now holds `key`; true if the filter's memory
+    /// changed (it grew a layer, or saturated and let its layers go).
+    pub fn note(&mut self, key: &[u8]) -> bool {
+        self.filter.as_mut().is_some_and(|f| f.add(key))
+    }
+
+    /// Keys ever buffered.
+    pub fn additions(&self) -> u64 {
+        self.additions
     }
 
     pub fn is_empty(&self) -> bool {
@@ -209,6 +223,7 @@ impl InsertBuffer {
     /// Buffers `key`, which must be [`InsertBuffer::absent`].
     pub fn insert(&mut self, key: &[u8], value: &[u8], lsn: u64) {
         self.note(key);
+        self.additions += 1;
         self.bytes += cost(key, value);
         self.oldest = Some(self.oldest.map_or(lsn, |o| o.min(lsn)));
         let old = self.entries.insert(

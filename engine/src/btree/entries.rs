@@ -370,11 +370,10 @@ fn lcp(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// The first 8 bytes, zero-padded, big-endian.
 /// Asks the CPU to start loading the cache lines that hold `items`, without
 /// waiting for them.
 #[inline]
-fn prefetch<T>(items: &[T]) {
+pub(super) fn prefetch<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
@@ -392,6 +391,7 @@ fn prefetch<T>(items: &[T]) {
     let _ = items;
 }
 
+/// The first 8 bytes, zero-padded, big-endian.
 fn hint(rest: &[u8]) -> u64 {
     let mut b = [0u8; 8];
     let n = rest.len().min(8);

@@ -103,25 +103,40 @@ impl KeyFilter {
         !self.layers.iter().any(|l| l.may_contain(h))
     }
 
-    pub fn add(&mut self, key: &[u8]) {
+    /// Adds `key`; true if the filter's memory changed (a new layer, or
+    /// saturation, which lets every layer go).
+    pub fn add(&mut self, key: &[u8]) -> bool {
         if self.saturated {
-            return;
+            return false;
         }
         let last = self
             .layers
             .last()
             .expect("a filter that is not saturated has a layer");
+        let mut grew = false;
         if last.keys >= last.capacity {
             let next = Layer::new(last.capacity * 2);
             if self.bytes() + next.bytes() > self.budget {
                 // Stop here: every key is "perhaps present" from now on.
                 self.saturated = true;
                 self.layers = Vec::new();
-                return;
+                return true;
             }
             self.layers.push(next);
+            grew = true;
         }
         self.layers.last_mut().expect("pushed above").add(hash(key));
+        grew
+    }
+
+    /// Starts loading the cache line [`KeyFilter::add`] will write for
+    /// `key`: a filter of megabytes is out of cache, and the caller has a
+    /// leaf to search in the meantime.
+    pub fn prefetch_add(&self, key: &[u8]) {
+        if let Some(last) = self.layers.last() {
+            let (block, _) = last.probes(hash(key));
+            super::entries::prefetch(std::slice::from_ref(&last.blocks[block]));
+        }
     }
 
     /// The filter no longer tells anything (it outgrew its budget).

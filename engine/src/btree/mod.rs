@@ -205,6 +205,11 @@ impl Tree {
         self.buffer.len()
     }
 
+    /// Keys ever put in the insert buffer.
+    pub fn buffer_additions(&self) -> u64 {
+        self.buffer.additions()
+    }
+
     /// The insert buffer has reached its share of the pool.
     pub fn buffer_full(&self) -> bool {
         self.buffer.full()
@@ -383,18 +388,28 @@ impl Tree {
     /// follows with [`Tree::put_found`] or [`Tree::delete_found`] (one
     /// descent for the read and the write).
     pub fn find(&self, key: &[u8]) -> Result<Found> {
-        // A key the filter never saw is not buffered either.
-        let absent = self.buffer.absent(key);
-        if let Some(v) = self.buffered_value(key, absent) {
-            return Ok(Found {
-                place: Place::Buffered,
-                before: Some(v.to_vec()),
-            });
+        // A key the filter never saw is not buffered either. The filter is
+        // asked only when its answer is needed (a lookup costs a cache
+        // miss): with keys buffered, or when the leaf is not resident.
+        self.buffer.prefetch_note(key);
+        let mut absent = None;
+        if !self.buffer.is_empty() {
+            let a = self.buffer.absent(key);
+            absent = Some(a);
+            if let Some(v) = self.buffered_value(key, a) {
+                return Ok(Found {
+                    place: Place::Buffered,
+                    before: Some(v.to_vec()),
+                });
+            }
         }
-        let buffering = self.buffer.enabled();
+        // Only a tree larger than its pool buffers: a smaller one soon has
+        // every leaf resident, each read once.
+        let buffering =
+            self.buffer.enabled() && self.meta.page_count > self.pager.capacity() as u64;
         let Some((path, leaf, node)) = self.descend(key, buffering)? else {
             // Its leaf is not resident: no read needed if the key is new.
-            if absent {
+            if absent.unwrap_or_else(|| self.buffer.absent(key)) {
                 return Ok(Found {
                     place: Place::Absent,
                     before: None,
@@ -514,7 +529,9 @@ impl Tree {
             };
             (old, appended, n.fits())
         })?;
-        self.buffer.note(key);
+        if self.buffer.note(key) {
+            self.account_buffer();
+        }
         if let Some(first) = old {
             self.free_chain(first, lsn)?;
         }

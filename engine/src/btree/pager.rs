@@ -106,6 +106,8 @@ struct Cache {
 pub struct Pager {
     file: Arc<dyn VfsFile>,
     cache: RwLock<Cache>,
+    /// The bound, also readable without the lock.
+    capacity: usize,
 }
 
 impl Pager {
@@ -122,6 +124,7 @@ impl Pager {
                 copies: 0,
                 external: 0,
             }),
+            capacity: capacity.max(16),
         }
     }
 
@@ -258,7 +261,7 @@ impl Pager {
     }
 
     pub fn capacity(&self) -> usize {
-        self.cache.read().capacity
+        self.capacity
     }
 
     /// Hands every dirty page to the write daemon: they become clean in the

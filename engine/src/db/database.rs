@@ -11,6 +11,7 @@
 //! startup.
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 use parking_lot::{Mutex, RwLock};
@@ -30,6 +31,9 @@ pub struct Database {
     /// Held while merging the tree's insert buffer (`merge.rs`): one
     /// merge at a time.
     pub(crate) merging: Mutex<()>,
+    /// [`Tree::buffer_additions`] at the write daemon's last tick
+    /// (`merge.rs`).
+    pub(crate) idle_mark: AtomicU64,
 }
 
 pub fn valid_name(name: &str) -> bool {
@@ -107,6 +111,7 @@ impl Database {
             file,
             tree: RwLock::new(tree),
             merging: Mutex::new(()),
+            idle_mark: AtomicU64::new(0),
         })
     }
 
@@ -121,6 +126,7 @@ impl Database {
             file: file.clone(),
             tree: RwLock::new(Tree::open(file, cache_pages, meta)),
             merging: Mutex::new(()),
+            idle_mark: AtomicU64::new(0),
         })
     }
 }

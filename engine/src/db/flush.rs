@@ -368,6 +368,7 @@ pub(crate) fn write_images(db: &Database, images: &[PageImage], run: &mut Vec<u8
 pub(super) fn daemon(inner: Weak<Inner>, every: Duration) {
     loop {
         let Some(inner) = inner.upgrade() else { return };
+        let kicked;
         {
             let (m, cv) = &inner.daemon_wake;
             let mut w = m.lock();
@@ -377,10 +378,17 @@ pub(super) fn daemon(inner: Weak<Inner>, every: Duration) {
             if w.stop {
                 return;
             }
+            kicked = w.kick;
             w.kick = false;
         }
         if inner.poison.lock().is_some() {
             return;
+        }
+        if !kicked {
+            if let Err(e) = inner.merge_idle() {
+                tracing::error!(error = %e, "merging an idle insert buffer failed");
+                return;
+            }
         }
         if let Err(e) = inner.checkpoint() {
             tracing::error!(error = %e, "write daemon cycle failed");

@@ -5,13 +5,17 @@
 //! |----------------------------------------|---------------------|-------------------|
 //! | a write filled the buffer              | that writer         | what it held then |
 //! | a read or KILL of a range finds keys   | that reader         | all of it         |
-//! | clean shutdown                         | `close` / last drop | all of it         |
+//! | clean shutdown, `checkpoint`           | the caller          | all of it         |
+//! | a daemon tick finds no key added since | the write daemon    | all of it         |
+//! | the tick before                        |                     |                   |
 //!
 //! Merging goes in chunks of [`CHUNK`] keys, in key order, one hold of the
 //! database's write lock each: readers get in between, and the pool's
 //! bound is kept between chunks by the same throttle writers obey (a merge
 //! dirties leaves as writes do). A merge changes no data, only where it
 //! lives, so it journals nothing.
+
+use std::sync::atomic::Ordering;
 
 use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
 
@@ -84,6 +88,25 @@ impl Inner {
     pub(crate) fn merge_all(&self, db: &Database) -> Result<()> {
         let _one = db.merging.lock();
         self.merge_some(db, usize::MAX)
+    }
+
+    /// On the write daemon's timer: merges the buffers of databases no
+    /// writer buffered a key in since the last tick. A buffer left behind
+    /// by a load that ended would otherwise cost every write and read of
+    /// the database a filter lookup, and recovery a longer replay.
+    pub(crate) fn merge_idle(&self) -> Result<()> {
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        for db in dbs {
+            let (buffered, added) = {
+                let tree = db.tree.read();
+                (tree.buffered(), tree.buffer_additions())
+            };
+            let before = db.idle_mark.swap(added, Ordering::Relaxed);
+            if buffered > 0 && before == added {
+                self.merge_all(&db)?;
+            }
+        }
+        Ok(())
     }
 
     /// Merges every database's buffer (before the last flush at shutdown,

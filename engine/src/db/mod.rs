@@ -82,7 +82,9 @@ pub struct EngineOptions {
     /// many keys instead of once per key (`btree/buffer.rs`). Only
     /// databases created by this process buffer (their key filter has
     /// seen every key). Its key filter takes up to an eighth of the pool
-    /// more. Default 0.25.
+    /// more. Default 0.45 (with `dirty_fraction` 0.9, the cap): a random
+    /// load four times its pool ran at 38k SETs/s with 0.25 and 45k with
+    /// 0.45 (7.3 and 6.1 KB written per SET).
     pub insert_buffer_fraction: f64,
     pub journal: JournalOptions,
     /// How often the write daemon flushes; `None` runs no daemon (cycles
@@ -113,7 +115,7 @@ impl Default for EngineOptions {
             vfs: Arc::new(OsFs),
             cache_pages: 16 * 1024,
             dirty_fraction: 0.9,
-            insert_buffer_fraction: 0.25,
+            insert_buffer_fraction: 0.45,
             journal: JournalOptions::default(),
             flush_interval: Some(Duration::from_secs(1)),
             mirrored: false,

@@ -348,6 +348,7 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
         file: f.file.clone(),
         tree: RwLock::new(meta_stub),
         merging: Mutex::new(()),
+        idle_mark: std::sync::atomic::AtomicU64::new(0),
     };
     write_images(&db, images, &mut Vec::new())
 }

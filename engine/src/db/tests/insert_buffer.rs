@@ -453,3 +453,34 @@ fn a_large_database_reopened_builds_its_filter_in_the_background_and_buffers_aga
     assert!(got == want, "contents differ from the reference");
     e.check().unwrap();
 }
+
+#[test]
+fn the_write_daemon_merges_a_buffer_no_one_adds_to() {
+    let fs = SimFs::new();
+    let e = open_with(EngineOptions {
+        flush_interval: Some(std::time::Duration::from_millis(20)),
+        ..opts(&fs)
+    });
+    let mut s = e.session();
+    let mut r = Reference::default();
+    preload(&mut s, &mut r, 3);
+    // The daemon may have merged some already; buffer more and then stop.
+    let mut i = 0;
+    while e.buffered_keys() == 0 {
+        let key = Key::new("A", vec![Subscript::Int(i % SPACE), Subscript::Int(9)]).unwrap();
+        s.set(DB, &key, &v("1")).unwrap();
+        r.put(key.encode(), Some(v("1")));
+        i += 1;
+        assert!(i < 10 * SPACE, "nothing was buffered");
+    }
+    let started = std::time::Instant::now();
+    while e.buffered_keys() > 0 {
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "an idle buffer was never merged"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    drop(s);
+    same_as_reference(&e, &r);
+}

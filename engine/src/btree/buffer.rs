@@ -174,6 +174,11 @@ impl InsertBuffer {
         self.filter.is_some()
     }
 
+    /// Whether the filter still tells absent keys (it has not saturated).
+    pub fn has_answers(&self) -> bool {
+        self.filter.as_ref().is_some_and(|f| !f.saturated())
+    }
+
     /// Whether a new key may be buffered at all (see [`InsertBuffer::absent`]).
     pub fn enabled(&self) -> bool {
         !self.building && self.filter.as_ref().is_some_and(|f| !f.saturated())

@@ -74,21 +74,17 @@ struct Step {
 }
 
 /// Where a key belongs and what it holds, from [`Tree::find`]; valid for
-/// the write that follows under the same lock.
+/// the write that follows only while the tree is unchanged (`version`).
 pub struct Found {
     place: Place,
+    version: u64,
     /// The key's current value, if it has one.
     pub before: Option<Vec<u8>>,
 }
 
 enum Place {
-    /// In this leaf (holding the key or not), while the tree is unchanged
-    /// (`version`).
-    Leaf {
-        path: Vec<Step>,
-        leaf: u64,
-        version: u64,
-    },
+    /// In this leaf (holding the key or not).
+    Leaf { path: Vec<Step>, leaf: u64 },
     /// In the insert buffer.
     Buffered,
     /// Nowhere (the filter says so) and its leaf is not resident: a new
@@ -102,6 +98,10 @@ pub struct Flush {
     pub meta: Meta,
     /// Pages numbered from here on are fresh (see [`Tree::take_flush`]).
     pub fresh_from: u64,
+    /// The `redo_from` asked for, before the insert buffer lowered it:
+    /// the journal end the cycle makes durable, which the meta page is
+    /// stamped with (recovery trusts the journal up to it).
+    pub durable_to: u64,
 }
 
 pub struct Tree {
@@ -186,8 +186,31 @@ impl Tree {
 
     pub fn note_keys<'a>(&mut self, keys: impl IntoIterator<Item = &'a [u8]>) {
         for k in keys {
-            self.buffer.note(k);
+            self.note_key(k);
         }
+    }
+
+    /// Adds `key` to the filter; accounts its memory if that changed,
+    /// and says so when the filter saturates (the buffer is off from then
+    /// on).
+    fn note_key(&mut self, key: &[u8]) {
+        if self.buffer.note(key) {
+            self.account_buffer();
+            if !self.buffer.has_answers() {
+                tracing::warn!(
+                    database = %self.meta.name,
+                    "the insert buffer's key filter outgrew its budget; new keys whose leaf is \
+                     not resident are read from their leaves again until restart"
+                );
+            }
+        }
+    }
+
+    /// Gives up a filter that could not be built: it stops learning keys
+    /// and gives its memory back.
+    pub fn drop_filter(&mut self) {
+        debug_assert!(self.buffer.is_empty());
+        self.buffer = InsertBuffer::default();
         self.account_buffer();
     }
 
@@ -200,9 +223,19 @@ impl Tree {
         self.buffer.has_filter()
     }
 
+    /// Whether `key` waits in the insert buffer.
+    pub fn is_buffered(&self, key: &[u8]) -> bool {
+        self.buffer.get(key).is_some()
+    }
+
     /// Keys waiting in the insert buffer.
     pub fn buffered(&self) -> usize {
         self.buffer.len()
+    }
+
+    /// No later than the journal position of every buffered key.
+    pub fn buffer_oldest(&self) -> Option<u64> {
+        self.buffer.oldest()
     }
 
     /// Keys ever put in the insert buffer.
@@ -218,7 +251,9 @@ impl Tree {
     /// Moves up to `n` buffered keys (the smallest) into their leaves;
     /// returns how many it moved. Each keeps the journal position of its
     /// change as the stamp of the pages it lands in (if later than theirs).
-    pub fn merge(&mut self, n: usize) -> Result<usize> {
+    /// Stops early once the pool's pinned pages pass `pinned_limit` (the
+    /// caller then flushes: merged keys dirty leaves).
+    pub fn merge(&mut self, n: usize, pinned_limit: usize) -> Result<usize> {
         let mut moved = 0;
         // The leaf the last key went to, its path and its upper bound: the
         // keys come in order, so the next goes there too while it is below
@@ -236,10 +271,13 @@ impl Tree {
                     (path, leaf, hi)
                 }
             };
-            if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn)? {
+            if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true)? {
                 at = Some((path, leaf, hi));
             }
             moved += 1;
+            if self.pager.pinned() > pinned_limit {
+                break;
+            }
         }
         if moved > 0 {
             self.account_buffer();
@@ -399,6 +437,7 @@ impl Tree {
             if let Some(v) = self.buffered_value(key, a) {
                 return Ok(Found {
                     place: Place::Buffered,
+                    version: self.version,
                     before: Some(v.to_vec()),
                 });
             }
@@ -412,6 +451,7 @@ impl Tree {
             if absent.unwrap_or_else(|| self.buffer.absent(key)) {
                 return Ok(Found {
                     place: Place::Absent,
+                    version: self.version,
                     before: None,
                 });
             }
@@ -429,11 +469,8 @@ impl Tree {
             Err(_) => None,
         };
         Ok(Found {
-            place: Place::Leaf {
-                path,
-                leaf,
-                version: self.version,
-            },
+            place: Place::Leaf { path, leaf },
+            version: self.version,
             before,
         })
     }
@@ -450,15 +487,14 @@ impl Tree {
     /// [`Tree::put`] where `found` (from [`Tree::find`] for the same key)
     /// says the key is; descends again if the tree changed since.
     pub fn put_found(&mut self, found: Found, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
+        if found.version != self.version {
+            return self.put(key, value, lsn);
+        }
         match found.place {
-            Place::Leaf {
-                path,
-                leaf,
-                version,
-            } if version == self.version => self.put_at(path, leaf, key, value, lsn),
-            Place::Leaf { .. } => self.put(key, value, lsn),
+            Place::Leaf { path, leaf } => self.put_at(path, leaf, key, value, lsn),
             Place::Buffered => self.put_buffered(key, value, lsn),
             Place::Absent if value.len() <= INLINE_MAX => {
+                self.version += 1;
                 self.buffer.insert(key, value, lsn);
                 self.account_buffer();
                 Ok(())
@@ -473,6 +509,7 @@ impl Tree {
     /// A new value for a buffered key: in the buffer if it fits a leaf
     /// inline, else (an overflow value) in the tree.
     fn put_buffered(&mut self, key: &[u8], value: &[u8], lsn: u64) -> Result<()> {
+        self.version += 1;
         if value.len() <= INLINE_MAX && self.buffer.replace(key, value) {
             self.account_buffer();
             return Ok(());
@@ -491,7 +528,8 @@ impl Tree {
         value: &[u8],
         lsn: u64,
     ) -> Result<()> {
-        self.put_in_leaf(path, leaf, key, value, lsn).map(|_| ())
+        self.put_in_leaf(path, leaf, key, value, lsn, false)
+            .map(|_| ())
     }
 
     /// [`Tree::put_at`]; true if pages split (the path changed).
@@ -502,6 +540,7 @@ impl Tree {
         key: &[u8],
         value: &[u8],
         lsn: u64,
+        from_buffer: bool,
     ) -> Result<bool> {
         self.version += 1;
         let cell = if value.len() > INLINE_MAX {
@@ -509,28 +548,29 @@ impl Tree {
         } else {
             Cell::Inline(value)
         };
-        let (old, appended, fits) = self.pager.modify(leaf, lsn, |n| {
+        let (old, appended, fits, inserted) = self.pager.modify(leaf, lsn, |n| {
             let Node::Leaf(entries) = n else {
-                return (None, false, true);
+                return (None, false, true, false);
             };
-            let (old, appended) = match entries.search(key) {
+            let (old, appended, inserted) = match entries.search(key) {
                 Ok(i) => {
                     let old = match Cell::from_payload(entries.payload(i)) {
                         Cell::Overflow { first, .. } => Some(first),
                         Cell::Inline(_) => None,
                     };
                     cell.with_payload(|p| entries.set_payload(i, p));
-                    (old, false)
+                    (old, false, false)
                 }
                 Err(i) => {
                     cell.with_payload(|p| entries.insert(i, key, p));
-                    (None, i + 1 == entries.len())
+                    (None, i + 1 == entries.len(), true)
                 }
             };
-            (old, appended, n.fits())
+            (old, appended, n.fits(), inserted)
         })?;
-        if self.buffer.note(key) {
-            self.account_buffer();
+        // A key merged from the buffer was added when it was buffered.
+        if inserted && !from_buffer {
+            self.note_key(key);
         }
         if let Some(first) = old {
             self.free_chain(first, lsn)?;
@@ -587,6 +627,7 @@ impl Tree {
     /// Removes `key`; returns whether it was there.
     pub fn delete(&mut self, key: &[u8], lsn: u64) -> Result<bool> {
         if self.buffer.remove(key).is_some() {
+            self.version += 1;
             self.account_buffer();
             return Ok(true);
         }
@@ -597,13 +638,12 @@ impl Tree {
     /// [`Tree::delete`] where `found` (from [`Tree::find`] for the same
     /// key) says the leaf is; descends again if the tree changed since.
     pub fn delete_found(&mut self, found: Found, key: &[u8], lsn: u64) -> Result<bool> {
+        if found.version != self.version {
+            return self.delete(key, lsn);
+        }
         match found.place {
-            Place::Leaf {
-                path,
-                leaf,
-                version,
-            } if version == self.version => self.delete_at(path, leaf, key, lsn),
-            Place::Leaf { .. } | Place::Buffered => self.delete(key, lsn),
+            Place::Leaf { path, leaf } => self.delete_at(path, leaf, key, lsn),
+            Place::Buffered => self.delete(key, lsn),
             Place::Absent => Ok(false),
         }
     }
@@ -691,6 +731,7 @@ impl Tree {
     pub fn take_flush(&mut self, redo_from: u64, undo_from: u64) -> Flush {
         // Once per cycle; merges leave the bound low but never wrong.
         self.buffer.recount_oldest();
+        let durable_to = redo_from;
         let redo_from = self.buffer.oldest().map_or(redo_from, |o| o.min(redo_from));
         self.meta.redo_from = redo_from;
         self.meta.undo_from = undo_from;
@@ -699,6 +740,7 @@ impl Tree {
             pages: self.pager.take_dirty(),
             meta: self.meta.clone(),
             fresh_from,
+            durable_to,
         }
     }
 

@@ -99,7 +99,8 @@ pub struct Meta {
     /// that were written with this meta page.
     pub redo_from: u64,
     /// Where recovery must start reading to see every change of the
-    /// transactions that were open at `redo_from` (`<= redo_from`).
+    /// transactions that were open when the meta page was written (it can
+    /// be after `redo_from`, which keys in the insert buffer hold back).
     pub undo_from: u64,
 }
 

@@ -131,6 +131,21 @@ impl Database {
     }
 }
 
+/// The journal position page 0 is stamped with: everything before it was
+/// durable in the journal when the meta page was written (a flush cycle's
+/// journal end; its `redo_from` may be lower, see `Tree::take_flush`).
+pub fn read_meta_stamp(file: &dyn VfsFile, path: &Path) -> Result<u64> {
+    let mut buf = vec![0u8; PAGE_SIZE];
+    file.read_exact_at(&mut buf, 0)
+        .map_err(|e| EngineError::io(format!("read meta page of {}", path.display()), e))?;
+    crate::btree::page::verify(&buf, 0)
+        .map(|h| h.lsn)
+        .map_err(|e| EngineError::BadDatabaseFile {
+            path: path.display().to_string(),
+            reason: format!("meta page: {e}"),
+        })
+}
+
 pub fn read_meta(file: &dyn VfsFile, path: &Path) -> Result<Meta> {
     let mut buf = vec![0u8; PAGE_SIZE];
     file.read_exact_at(&mut buf, 0)

@@ -28,12 +28,16 @@ impl Inner {
     /// `(entries' share of the pool in bytes, filter budget in bytes)` of
     /// each database's insert buffer; `None` if the buffer is off.
     pub(crate) fn buffer_limits(&self) -> Option<(usize, usize)> {
+        // Entries and filter together stay under three quarters of the
+        // dirty budget, which counts them (a flush cannot free them).
         let pool = self.opts.cache_pages * crate::wij::PAGE_SIZE;
-        let share = self
-            .opts
-            .insert_buffer_fraction
-            .min(self.opts.dirty_fraction / 2.0);
-        (share > 0.0).then_some(((pool as f64 * share) as usize, pool / super::FILTER_SHARE))
+        let dirty = self.opts.dirty_fraction;
+        let share = self.opts.insert_buffer_fraction.min(dirty / 2.0);
+        let filter = (1.0 / super::FILTER_SHARE as f64).min(dirty / 4.0);
+        (share > 0.0).then_some((
+            (pool as f64 * share) as usize,
+            (pool as f64 * filter) as usize,
+        ))
     }
 
     /// Starts a filter for every database without one; builds the small
@@ -122,7 +126,10 @@ pub(super) fn builder(inner: Weak<Inner>, dbs: Vec<Arc<Database>>) {
     }
 }
 
+/// A build failed: the filter goes (it would learn keys forever and
+/// never answer).
 fn warn_unbuilt(db: &Database, e: &EngineError) {
+    db.tree.write().drop_filter();
     tracing::warn!(
         database = %db.name,
         error = %e,

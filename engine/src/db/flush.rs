@@ -141,7 +141,7 @@ impl Inner {
             cycle.images.push(PageImage {
                 file_id: db.file_id,
                 page_no: 0,
-                data: flush.meta.encode(flush.meta.redo_from),
+                data: flush.meta.encode(flush.durable_to),
             });
             cycle.per_file.push(FileCycle {
                 db: db.clone(),
@@ -307,7 +307,7 @@ impl Inner {
     /// callers (recovery, a follower's applier) never hand work to the
     /// daemon, whose cycles use the current bounds.
     pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
-        let limit = ((self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize).max(8);
+        let limit = self.pinned_limit();
         let (dirty, pinned, external) = db.tree.read().pager().dirty_and_pinned();
         // The insert buffer's memory leaves less room for dirty pages.
         let room = limit.saturating_sub(external);
@@ -322,6 +322,12 @@ impl Inner {
             }
         }
         Ok(())
+    }
+
+    /// The hard limit of [`Inner::throttle`]: pinned pages of a database
+    /// past which writers (and merges) wait for a flush.
+    pub(crate) fn pinned_limit(&self) -> usize {
+        ((self.opts.cache_pages as f64 * self.opts.dirty_fraction) as usize).max(8)
     }
 
     /// Asks the write daemon for a cycle now.
@@ -384,11 +390,9 @@ pub(super) fn daemon(inner: Weak<Inner>, every: Duration) {
         if inner.poison.lock().is_some() {
             return;
         }
-        if !kicked {
-            if let Err(e) = inner.merge_idle() {
-                tracing::error!(error = %e, "merging an idle insert buffer failed");
-                return;
-            }
+        if let Err(e) = inner.merge_stale(!kicked) {
+            tracing::error!(error = %e, "merging an idle or old insert buffer failed");
+            return;
         }
         if let Err(e) = inner.checkpoint() {
             tracing::error!(error = %e, "write daemon cycle failed");

@@ -8,6 +8,8 @@
 //! | clean shutdown, `checkpoint`           | the caller          | all of it         |
 //! | a daemon tick finds no key added since | the write daemon    | all of it         |
 //! | the tick before                        |                     |                   |
+//! | its oldest key is [`MAX_LAG`] of       | the write daemon    | all of it         |
+//! | journal behind the end                 |                     |                   |
 //!
 //! Merging goes in chunks of [`CHUNK`] keys, in key order, one hold of the
 //! database's write lock each: readers get in between, and the pool's
@@ -25,6 +27,12 @@ use crate::error::{EngineError, Result};
 
 /// Keys merged per hold of the write lock.
 const CHUNK: usize = 256;
+
+/// Journal bytes a buffered key may fall behind the journal's end before
+/// the write daemon merges its buffer: buffered keys hold `redo_from`
+/// back, so this bounds the replay they add to recovery and the journal
+/// they keep from being purged.
+pub(crate) const MAX_LAG: u64 = 256 << 20;
 
 /// Merge passes a reader makes while others keep buffering, before it
 /// merges the rest under one hold of the lock.
@@ -58,10 +66,20 @@ impl Inner {
         Ok(())
     }
 
-    /// Merges up to `n` keys under the caller's write lock. A failure
-    /// leaves the tree half changed: it poisons the store.
-    pub(crate) fn merge_locked(&self, tree: &mut Tree, db: &Database, n: usize) -> Result<usize> {
-        tree.merge(n)
+    /// Merges up to `n` keys under the caller's write lock, fewer if the
+    /// pool fills with dirty pages. A failure leaves the tree half
+    /// changed: it poisons the store.
+    fn merge_locked(&self, tree: &mut Tree, db: &Database, n: usize) -> Result<usize> {
+        tree.merge(n, self.pinned_limit())
+            .map_err(|e| self.poison(EngineError::tree(&db.name, e)))
+    }
+
+    /// Merges every key under the caller's write lock, whatever the pool
+    /// (it may overshoot by the keys that arrived since the caller last
+    /// merged in chunks: few).
+    pub(crate) fn merge_rest_locked(&self, tree: &mut Tree, db: &Database) -> Result<()> {
+        tree.merge(usize::MAX, usize::MAX)
+            .map(|_| ())
             .map_err(|e| self.poison(EngineError::tree(&db.name, e)))
     }
 
@@ -80,7 +98,7 @@ impl Inner {
         // Writers keep buffering as fast as we merge: take the rest
         // under one hold (the pool may overshoot by what they added).
         let mut tree = db.tree.write();
-        self.merge_locked(&mut tree, db, usize::MAX)?;
+        self.merge_rest_locked(&mut tree, db)?;
         Ok(RwLockWriteGuard::downgrade(tree))
     }
 
@@ -90,19 +108,27 @@ impl Inner {
         self.merge_some(db, usize::MAX)
     }
 
-    /// On the write daemon's timer: merges the buffers of databases no
-    /// writer buffered a key in since the last tick. A buffer left behind
-    /// by a load that ended would otherwise cost every write and read of
-    /// the database a filter lookup, and recovery a longer replay.
-    pub(crate) fn merge_idle(&self) -> Result<()> {
+    /// Called by the write daemon before each cycle (`tick`: woken by its
+    /// timer, not by a writer): merges the buffers that are idle (no key
+    /// added since the previous tick) or old (see [`MAX_LAG`]). A buffer
+    /// left behind by a load that ended would otherwise cost every write
+    /// and read of the database a filter lookup, and recovery a longer
+    /// replay.
+    pub(crate) fn merge_stale(&self, tick: bool) -> Result<()> {
+        let end = self.journal.end_lsn().0;
         let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
         for db in dbs {
-            let (buffered, added) = {
+            let (buffered, added, oldest) = {
                 let tree = db.tree.read();
-                (tree.buffered(), tree.buffer_additions())
+                (
+                    tree.buffered(),
+                    tree.buffer_additions(),
+                    tree.buffer_oldest(),
+                )
             };
-            let before = db.idle_mark.swap(added, Ordering::Relaxed);
-            if buffered > 0 && before == added {
+            let idle = tick && db.idle_mark.swap(added, Ordering::Relaxed) == added;
+            let old = oldest.is_some_and(|o| end.saturating_sub(o) > MAX_LAG);
+            if buffered > 0 && (idle || old) {
                 self.merge_all(&db)?;
             }
         }

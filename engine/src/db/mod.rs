@@ -79,10 +79,12 @@ pub struct EngineOptions {
     /// turns the buffer off). The buffer holds new keys whose leaves are
     /// not resident, so that a load of keys in random order into a
     /// database larger than its pool reads and writes each leaf once for
-    /// many keys instead of once per key (`btree/buffer.rs`). Only
-    /// databases created by this process buffer (their key filter has
-    /// seen every key). Its key filter takes up to an eighth of the pool
-    /// more. Default 0.45 (with `dirty_fraction` 0.9, the cap): a random
+    /// many keys instead of once per key (`btree/buffer.rs`). A database
+    /// buffers once its key filter has seen every key it holds: at once
+    /// when created by this process, after a build at open otherwise
+    /// (`db/filter_build.rs`). The filter takes up to another eighth of
+    /// the pool (a quarter of `dirty_fraction` at most); both count
+    /// against the pool's bound. Default 0.45 (with `dirty_fraction` 0.9, the cap): a random
     /// load four times its pool ran at 38k SETs/s with 0.25 and 45k with
     /// 0.45 (7.3 and 6.1 KB written per SET).
     pub insert_buffer_fraction: f64,
@@ -183,6 +185,9 @@ pub(crate) struct DaemonWake {
 struct DaemonGuard {
     inner: Weak<Inner>,
     thread: Mutex<Option<JoinHandle<()>>>,
+    /// Builds large databases' key filters after open (`filter_build.rs`);
+    /// stops at its next chunk once the engine is closed.
+    filter_builder: Mutex<Option<JoinHandle<()>>>,
     /// The journal's background flusher (mirror members), stopped last.
     flusher: Mutex<Option<crate::journal::FlusherHandle>>,
 }
@@ -194,7 +199,11 @@ impl Drop for DaemonGuard {
             if let Some(t) = self.thread.lock().take() {
                 let _ = t.join();
             }
-            if inner.poison.lock().is_none() && !inner.closed.swap(true, Ordering::SeqCst) {
+            let was_closed = inner.closed.swap(true, Ordering::SeqCst);
+            if let Some(t) = self.filter_builder.lock().take() {
+                let _ = t.join();
+            }
+            if inner.poison.lock().is_none() && !was_closed {
                 if let Err(e) = inner.final_flush() {
                     tracing::error!(error = %e, "final flush at shutdown failed");
                 }
@@ -211,13 +220,13 @@ impl Engine {
         let (inner, report) = recovery::open(dir, opts)?;
         let inner = Arc::new(inner);
         let large = inner.start_filters();
-        if !large.is_empty() {
+        let filter_builder = (!large.is_empty()).then(|| {
             let weak = Arc::downgrade(&inner);
             std::thread::Builder::new()
                 .name("redoubt-key-filter".into())
                 .spawn(move || filter_build::builder(weak, large))
-                .expect("spawn key filter builder");
-        }
+                .expect("spawn key filter builder")
+        });
         let thread = inner.opts.flush_interval.map(|every| {
             let weak = Arc::downgrade(&inner);
             std::thread::Builder::new()
@@ -247,6 +256,7 @@ impl Engine {
             inner: Arc::downgrade(&inner),
             flusher: Mutex::new(flusher),
             thread: Mutex::new(thread),
+            filter_builder: Mutex::new(filter_builder),
         };
         Ok((
             Engine {
@@ -339,6 +349,9 @@ impl Engine {
         }
         if self.inner.closed.swap(true, Ordering::SeqCst) {
             return Ok(());
+        }
+        if let Some(t) = self._daemon.filter_builder.lock().take() {
+            let _ = t.join();
         }
         if let Some(why) = self.inner.poison.lock().clone() {
             return Err(EngineError::Poisoned(why));

@@ -237,12 +237,13 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         dbs.insert(db.name.clone(), Arc::new(db));
     }
 
-    // 4. The journal, trusting everything before the newest checkpoint.
-    let known_durable = dbs
-        .values()
-        .map(|d| d.tree.read().meta().redo_from)
-        .max()
-        .unwrap_or(0);
+    // 4. The journal, trusting everything before the newest checkpoint:
+    // the journal end its cycle made durable, which meta pages carry as
+    // their stamp (`redo_from` may be lower, for keys in insert buffers).
+    let mut known_durable = 0;
+    for d in dbs.values() {
+        known_durable = known_durable.max(database::read_meta_stamp(&*d.file, &d.path)?);
+    }
     let (journal, jreport) = Journal::open(
         vfs.clone(),
         &dir.join("journal"),

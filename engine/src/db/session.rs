@@ -370,7 +370,7 @@ impl Session {
             let _permit = self.inner.gate.before_write()?;
             let mut tree = db.tree.write();
             // Keys another session buffered since: the kill must see them.
-            self.inner.merge_locked(&mut tree, db, usize::MAX)?;
+            self.inner.merge_rest_locked(&mut tree, db)?;
             for _ in 0..BATCH {
                 let t = |e| EngineError::tree(&db.name, e);
                 let c = tree.seek(enc).map_err(t)?;
@@ -607,9 +607,7 @@ impl Session {
         let Some(w) = done? else {
             return Ok(None);
         };
-        if w.buffer_full {
-            self.inner.merge_full(&db)?;
-        }
+        let full = w.buffer_full.then(|| db.clone());
         if let Some(t) = &mut self.txn {
             t.changes.push(Change {
                 lsn: w.start,
@@ -617,6 +615,11 @@ impl Session {
                 key: w.key,
                 before: w.before,
             });
+        }
+        // After the change is recorded for rollback: a merge that fails has
+        // poisoned the store, and the write is not acknowledged.
+        if let Some(db) = full {
+            self.inner.merge_full(&db)?;
         }
         Ok(Some((w.start, w.end)))
     }

@@ -136,12 +136,17 @@ fn a_truncate_with_zeros_ahead_leaves_a_clean_end() {
 /// later batches durable as if nothing happened (the thread syncs through
 /// a handle of its own: the leader's sync reports the failure too, and
 /// the thread's own record of it poisons the journal besides). The failure is armed
-/// right after a batch, when the thread's sync is the next one; a run
-/// where the leader's sync came first anyway does not count.
+/// right after a batch, when the thread's sync is usually the next one; a
+/// run where the leader's sync came first anyway (the thread had already
+/// synced) does not count. Seeds go on past 20 until one counts (under a
+/// loaded machine the thread's timing varies), up to 400.
 #[test]
 fn a_failed_zero_fill_sync_poisons_the_journal() {
     let mut thread_failures = 0;
-    for seed in 0..20 {
+    for seed in 0..400 {
+        if seed >= 20 && thread_failures > 0 {
+            break;
+        }
         let env = Env::sim();
         let sim = env.sim.clone().expect("sim");
         let mut rng = StdRng::seed_from_u64(seed);

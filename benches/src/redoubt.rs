@@ -131,6 +131,20 @@ impl Reader<Key> for RedoubtReader {
     }
 
     fn scan_all(&mut self) -> Result<u64> {
+        // Borrowed, as the peers hand out their rows.
+        let mut bytes = 0usize;
+        let n = self.session.scan_rows(DB, &self.root, |row| {
+            bytes += row.encoded_key().len();
+            if let ValueRef::Bytes(b) = row.value() {
+                bytes += b.len();
+            }
+            true
+        })?;
+        std::hint::black_box(bytes);
+        Ok(n)
+    }
+
+    fn scan_all_owned(&mut self) -> Result<u64> {
         let mut bytes = 0usize;
         let n = self.session.scan(DB, &self.root, |_, v| {
             if let Value::Bytes(b) = &v {

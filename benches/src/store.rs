@@ -84,6 +84,13 @@ pub trait Reader<K> {
         self.get(key)
     }
 
-    /// Reads every row in key order, returning how many.
+    /// Reads every row in key order, borrowing keys and values where the
+    /// store can, returning how many.
     fn scan_all(&mut self) -> Result<u64>;
+
+    /// Like [`Reader::scan_all`], with each row's key and value owned (the
+    /// same as `scan_all` for a store whose scan copies anyway).
+    fn scan_all_owned(&mut self) -> Result<u64> {
+        self.scan_all()
+    }
 }

@@ -290,10 +290,12 @@ fn reads(ctx: &Ctx, report: &mut Report) -> Result<()> {
         }
     }
     let (mut o, mut s, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    let mut owned = Vec::new();
     for _ in 0..reps {
-        o.push(ours.scan()?);
-        s.push(sqlite.scan()?);
-        r.push(redb.scan()?);
+        o.push(ours.scan(false)?);
+        s.push(sqlite.scan(false)?);
+        r.push(redb.scan(false)?);
+        owned.push(ours.scan(true)?);
     }
     report.compare(
         "ordered scan rows/s, 1 thread",
@@ -309,10 +311,16 @@ fn reads(ctx: &Ctx, report: &mut Report) -> Result<()> {
         Redb::NAME,
         median(&r),
     );
+    report.figure(
+        "ordered scan rows/s, 1 thread, owned Key and Value (Session::scan)",
+        median(&owned),
+        "rows/s",
+    );
     report.section_note(
         "GETs: ours Session::get_with (the value borrowed in place, as the peers hand theirs out), \
-         and Session::get (an owned Value) where it says so; scans: ours Session::scan (a decoded \
-         Key and Value per row), the peers borrowed bytes",
+         and Session::get (an owned Value) where it says so; scans: ours Session::scan_rows (each \
+         row's encoded key and value borrowed, as the peers hand theirs out), and Session::scan (a \
+         decoded Key and an owned Value per row) where it says so",
     );
     ctx.progress(format!(
         "scan: redoubt {:.0}, sqlite {:.0}, redb {:.0} rows/s",

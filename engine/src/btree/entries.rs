@@ -296,20 +296,27 @@ impl Entries {
         // once per probe (a page not touched lately is not in cache).
         prefetch(&self.hints);
         prefetch(&self.offs);
-        let (mut lo, mut hi) = (0, n);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            let o = self.hints[mid]
-                .cmp(&h)
-                .then_with(|| cmp_key(&self.key(mid)[p..], rest));
-            if o == Ordering::Less {
-                lo = mid + 1;
+        // Hints order like their keys, so the keys below `key` are those
+        // with a smaller hint, then those in the run of hints equal to
+        // `h` that compare smaller in full. The first search reads only
+        // the hint array; cells are read only inside that run.
+        let hints = &self.hints[..];
+        let lo = hints.partition_point(|&x| x < h);
+        if lo == n || hints[lo] != h {
+            return (lo, false);
+        }
+        let hi = lo + hints[lo..].partition_point(|&x| x == h);
+        let (mut a, mut b) = (lo, hi);
+        while a < b {
+            let mid = a + (b - a) / 2;
+            if cmp_key(&self.key(mid)[p..], rest) == Ordering::Less {
+                a = mid + 1;
             } else {
-                hi = mid;
+                b = mid;
             }
         }
-        let found = lo < n && self.hints[lo] == h && self.key(lo)[p..] == *rest;
-        (lo, found)
+        let found = a < hi && self.key(a)[p..] == *rest;
+        (a, found)
     }
 
     /// Makes `len` bytes of room at `at`, moving what follows.
@@ -370,21 +377,32 @@ fn lcp(a: &[u8], b: &[u8]) -> usize {
     a.iter().zip(b).take_while(|(x, y)| x == y).count()
 }
 
-/// Asks the CPU to start loading the cache lines that hold `items`, without
-/// waiting for them.
+/// Asks the CPU to start loading the cache lines a binary search over
+/// `items` reads first, without waiting for them: all of them for a short
+/// array; for a long one, the lines at each eighth, which are the first
+/// three probes of any search (loading the whole array would cost more
+/// than the misses it saves, and push useful lines out of the cache).
 #[inline]
 pub(super) fn prefetch<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
         const LINE: usize = 64;
-        let start = items.as_ptr() as usize & !(LINE - 1);
-        let end = items.as_ptr() as usize + std::mem::size_of_val(items);
-        for line in (start..end).step_by(LINE) {
+        const MAX_LINES: usize = 8;
+        let start = items.as_ptr() as usize;
+        let bytes = std::mem::size_of_val(items);
+        let (mut at, step) = if bytes <= MAX_LINES * LINE {
+            (start & !(LINE - 1), LINE)
+        } else {
+            (start + bytes / MAX_LINES, bytes / MAX_LINES)
+        };
+        let end = start + bytes;
+        while at < end {
             // SAFETY: a prefetch is only a hint to the cache: it never
             // faults and never reads memory into anything Rust can see, so
             // any address is fine (these lie within `items` anyway).
-            unsafe { _mm_prefetch::<_MM_HINT_T0>(line as *const i8) };
+            unsafe { _mm_prefetch::<_MM_HINT_T0>(at as *const i8) };
+            at += step;
         }
     }
     #[cfg(not(target_arch = "x86_64"))]
@@ -393,6 +411,9 @@ pub(super) fn prefetch<T>(items: &[T]) {
 
 /// The first 8 bytes, zero-padded, big-endian.
 fn hint(rest: &[u8]) -> u64 {
+    if let Some(b) = rest.first_chunk::<8>() {
+        return u64::from_be_bytes(*b);
+    }
     let mut b = [0u8; 8];
     let n = rest.len().min(8);
     b[..n].copy_from_slice(&rest[..n]);

@@ -395,10 +395,19 @@ impl Tree {
 
     /// The bytes of a leaf value, following an overflow chain if needed.
     pub fn value(&self, cell: Cell<'_>) -> Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.value_into(cell, &mut out)?;
+        Ok(out)
+    }
+
+    /// Appends the bytes of a leaf value to `out` (see [`Tree::value`]).
+    /// On an error `out` may hold part of the value.
+    pub fn value_into(&self, cell: Cell<'_>, out: &mut Vec<u8>) -> Result<()> {
         match cell {
-            Cell::Inline(v) => Ok(v.to_vec()),
+            Cell::Inline(v) => out.extend_from_slice(v),
             Cell::Overflow { len, first } => {
-                let mut out = Vec::with_capacity((len as usize).min(crate::db::MAX_VALUE));
+                out.reserve((len as usize).min(crate::db::MAX_VALUE));
+                let start = out.len();
                 let mut page = first;
                 while page != 0 {
                     let node = self.pager.get(page)?;
@@ -406,20 +415,21 @@ impl Tree {
                         return Err(corrupt(page, "expected an overflow page"));
                     };
                     out.extend_from_slice(data);
-                    if out.len() as u64 > len {
+                    if (out.len() - start) as u64 > len {
                         return Err(corrupt(page, "overflow chain longer than its value"));
                     }
                     page = *next;
                 }
-                if out.len() as u64 != len {
+                let got = out.len() - start;
+                if got as u64 != len {
                     return Err(corrupt(
                         first,
-                        format!("overflow chain holds {} of {len} bytes", out.len()),
+                        format!("overflow chain holds {got} of {len} bytes"),
                     ));
                 }
-                Ok(out)
             }
         }
+        Ok(())
     }
 
     /// Finds where `key` belongs and its current value, for a write that

@@ -25,6 +25,7 @@ mod merge;
 mod recovery;
 mod replica;
 mod rewind;
+mod scan;
 mod seed;
 mod session;
 
@@ -43,6 +44,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 pub use database::{valid_name as valid_database_name, Database};
 pub use gate::Access;
 pub use recovery::{wij_decision, RecoveryReport, WijAction};
+pub use scan::Row;
 pub use seed::{
     discard_interrupted_seed, holds_store, interrupted_seed, SeedDatabase, SeedInstall, SeedPlan,
     SeedSnapshot, SEEDING_MARKER,

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::{now_us, Database, Inner, MAX_VALUE};
-use crate::btree::node::Cell;
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
 use crate::journal::{ChangeRef, Record, TxnId};
@@ -27,7 +26,7 @@ pub enum Direction {
 }
 
 pub struct Session {
-    inner: Arc<Inner>,
+    pub(super) inner: Arc<Inner>,
     id: u64,
     txn: Option<Txn>,
     /// The database this session used last: looking it up in the shared
@@ -98,7 +97,7 @@ impl Session {
     }
 
     /// The database named `name`, from this session's one-entry cache.
-    fn db(&self, name: &str) -> Result<Arc<Database>> {
+    pub(super) fn db(&self, name: &str) -> Result<Arc<Database>> {
         let mut last = self.last_db.borrow_mut();
         if let Some(db) = last.as_ref().filter(|d| d.name == name) {
             return Ok(db.clone());
@@ -215,56 +214,6 @@ impl Session {
         match found {
             Some(k) if k.starts_with(&global) => Ok(Some(Key::decode(&k)?)),
             _ => Ok(None),
-        }
-    }
-
-    /// Calls `f` for every node with a value in the subtree of `root`, in
-    /// collation order, until it returns false. Returns how many it saw.
-    /// Rows are read in batches; the database's lock is not held while `f`
-    /// runs, so `f` may read or write, and writers are not held up by a
-    /// long scan. Each batch is consistent; the scan as a whole sees
-    /// changes made meanwhile beyond the batch it is in.
-    pub fn scan(&self, db: &str, root: &Key, mut f: impl FnMut(Key, Value) -> bool) -> Result<u64> {
-        const BATCH: usize = 256;
-        let enc = root.encode();
-        let end = model::subtree_end(&enc);
-        let db = self.db(db)?;
-        let t = |e| EngineError::tree(&db.name, e);
-        let mut from = enc;
-        let mut n = 0;
-        loop {
-            // Rows are decoded straight from the pages (no copy of their
-            // bytes in between); `from` ends up as the last key's bytes.
-            let mut batch = Vec::with_capacity(BATCH);
-            {
-                let tree = self.inner.read_merged(&db)?;
-                let mut c = tree.seek(&from).map_err(t)?;
-                while let Some(k) = c.key().filter(|k| *k < end.as_slice()) {
-                    let value = match c.cell().expect("at a key") {
-                        Cell::Inline(raw) => ValueRef::decode(raw)?.to_value(),
-                        overflow => Value::decode(&tree.value(overflow).map_err(t)?)?,
-                    };
-                    batch.push((Key::decode(k)?, value));
-                    if batch.len() == BATCH {
-                        from.clear();
-                        from.extend_from_slice(k);
-                        break;
-                    }
-                    c.advance(&tree).map_err(t)?;
-                }
-            }
-            let full = batch.len() == BATCH;
-            for (k, v) in batch {
-                n += 1;
-                if !f(k, v) {
-                    return Ok(n);
-                }
-            }
-            if !full {
-                return Ok(n);
-            }
-            // Resume just after the last key: the smallest longer string.
-            from.push(0);
         }
     }
 

@@ -113,11 +113,16 @@ impl<S: Store> Loaded<S> {
         Ok((n, Instant::now()))
     }
 
-    /// Rows/s of one full ordered scan.
-    pub fn scan(&self) -> Result<f64> {
+    /// Rows/s of one full ordered scan (rows owned, or borrowed where the
+    /// store can).
+    pub fn scan(&self, owned: bool) -> Result<f64> {
         let mut reader = self.store.reader()?;
         let start = Instant::now();
-        let rows = reader.scan_all()?;
+        let rows = if owned {
+            reader.scan_all_owned()?
+        } else {
+            reader.scan_all()?
+        };
         let elapsed = start.elapsed();
         ensure!(
             rows == self.keys.len() as u64,

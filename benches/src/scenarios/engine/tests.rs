@@ -34,10 +34,12 @@ fn every_workload<S: Store>() {
     for owned in [false, true] {
         assert!(loaded.gets(2, Duration::from_millis(50), owned).unwrap() > 0.0);
     }
-    assert!(
-        loaded.scan().unwrap() > 0.0,
-        "scan checks the row count itself"
-    );
+    for owned in [false, true] {
+        assert!(
+            loaded.scan(owned).unwrap() > 0.0,
+            "scan checks the row count itself"
+        );
+    }
     loaded.close().unwrap();
 }
 

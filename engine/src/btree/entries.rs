@@ -183,8 +183,11 @@ impl Entries {
             *o += len as u32;
         }
         if self.offs.len() == self.offs.capacity() {
-            self.offs.reserve(INDEX_SLACK);
-            self.hints.reserve(INDEX_SLACK + 1);
+            // Doubling: a page filled one key at a time grows its
+            // indexes a few times, not once per INDEX_SLACK keys.
+            let more = self.offs.len().max(INDEX_SLACK);
+            self.offs.reserve(more);
+            self.hints.reserve(more + 1);
         }
         self.offs.insert(i, at as u32);
         let edge = i == 0 || i + 1 == self.len();

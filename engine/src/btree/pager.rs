@@ -176,17 +176,23 @@ impl Pager {
         f: impl FnOnce(&mut Node) -> R,
     ) -> Result<R, LoadError> {
         let mut c = self.cache.write();
-        if c.lookup(page).is_none() {
-            // Not resident: load it without the lock, then insert it
-            // unless another thread did meanwhile.
-            drop(c);
-            let (node, old_lsn) = self.read(page)?;
-            c = self.cache.write();
-            if c.lookup(page).is_none() {
-                c.insert(page, Arc::new(node), old_lsn, false);
+        let i = match c.index.get(&page) {
+            Some(&i) => i,
+            None => {
+                if c.lookup(page).is_none() {
+                    // Not resident: load it without the lock, then insert
+                    // it unless another thread did meanwhile.
+                    drop(c);
+                    let (node, old_lsn) = self.read(page)?;
+                    c = self.cache.write();
+                    if c.lookup(page).is_none() {
+                        c.insert(page, Arc::new(node), old_lsn, false);
+                    }
+                }
+                c.index[&page]
             }
-        }
-        let i = c.index[&page];
+        };
+        *c.slots[i].referenced.get_mut() = true;
         c.count_copy(i);
         let was_dirty = c.slots[i].dirty;
         let slot = &mut c.slots[i];

@@ -22,4 +22,4 @@ pub mod wire;
 pub use db::{Direction, Engine, EngineOptions, RecoveryReport, Row, Session};
 pub use error::{EngineError, Result};
 pub use lsn::Lsn;
-pub use model::{Key, Subscript, Value, ValueRef};
+pub use model::{GlobalName, Key, Subscript, Value, ValueRef};

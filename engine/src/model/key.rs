@@ -5,6 +5,7 @@ use super::encoding::{
     decode_global, decode_subscript_at, encode_subscript_into, subscript_encoded_len,
     subscript_len_estimate, GLOBAL_END,
 };
+use super::global::GlobalName;
 use super::subscript::Subscript;
 use super::{ModelError, MAX_ENCODED_KEY};
 
@@ -25,7 +26,7 @@ pub const MAX_GLOBAL_NAME: usize = 31;
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Key {
     /// Global name without the `^`.
-    pub global: String,
+    pub global: GlobalName,
     /// Subscripts, outermost first.
     pub subs: Vec<Subscript>,
 }
@@ -65,9 +66,8 @@ pub fn validate_global_name(name: &str) -> Result<(), ModelError> {
 impl Key {
     /// A key for `^global(subs...)`; checks the global name.
     pub fn new(global: &str, subs: Vec<Subscript>) -> Result<Key, ModelError> {
-        validate_global_name(global)?;
         Ok(Key {
-            global: global.to_owned(),
+            global: GlobalName::new(global)?,
             subs,
         })
     }
@@ -119,7 +119,8 @@ impl Key {
             pos = next;
         }
         Ok(Key {
-            global: global.to_owned(),
+            // `decode_global` checked it.
+            global: GlobalName::from_checked(global),
             subs,
         })
     }
@@ -130,7 +131,7 @@ impl Key {
         subs.extend_from_slice(&self.subs);
         subs.push(s);
         Key {
-            global: self.global.clone(),
+            global: self.global,
             subs,
         }
     }
@@ -139,7 +140,7 @@ impl Key {
     pub fn parent(&self) -> Option<Key> {
         let (_, init) = self.subs.split_last()?;
         Some(Key {
-            global: self.global.clone(),
+            global: self.global,
             subs: init.to_vec(),
         })
     }

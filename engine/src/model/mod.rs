@@ -25,6 +25,7 @@
 
 pub mod encoding;
 pub mod error;
+pub mod global;
 pub mod key;
 pub mod number;
 pub mod subscript;
@@ -40,6 +41,7 @@ pub use encoding::{
     subscript_encoded_len, subtree_end,
 };
 pub use error::ModelError;
+pub use global::GlobalName;
 pub use key::{validate_global_name, Key, MAX_GLOBAL_NAME};
 pub use number::Real;
 pub use subscript::Subscript;

@@ -38,6 +38,7 @@
 use std::fmt::{self, Display, Write};
 use std::str::FromStr;
 
+use super::global::GlobalName;
 use super::key::{validate_global_name, Key};
 use super::number::{classify_decimal, write_float, DecimalClass};
 use super::subscript::Subscript;
@@ -292,7 +293,7 @@ impl<'a> Parser<'a> {
             }
         }
         Ok(Key {
-            global: name.to_owned(),
+            global: GlobalName::new(name)?,
             subs,
         })
     }

@@ -102,7 +102,7 @@ proptest! {
         // Ancestors are byte prefixes found by depth.
         for d in 0..=a.depth() {
             let len = prefix_len_at_depth(&e, d)?.unwrap();
-            let anc = Key { global: a.global.clone(), subs: a.subs[..d].to_vec() };
+            let anc = Key { global: a.global, subs: a.subs[..d].to_vec() };
             prop_assert_eq!(&e[..len], &anc.encode()[..]);
         }
         prop_assert_eq!(prefix_len_at_depth(&e, a.depth() + 1)?, None);

@@ -88,7 +88,7 @@ pub fn global() -> impl Strategy<Value = String> {
 
 pub fn key() -> impl Strategy<Value = Key> {
     (global(), prop::collection::vec(subscript(), 0..5))
-        .prop_map(|(global, subs)| Key { global, subs })
+        .prop_map(|(global, subs)| Key::new(&global, subs).expect("valid name"))
 }
 
 /// Pairs of keys that often share a global and a run of subscripts, so that

@@ -28,7 +28,7 @@ pub fn key() -> impl Strategy<Value = Key> {
         "[A-Za-z%][A-Za-z0-9]{0,8}",
         prop::collection::vec(subscript(), 0..4),
     )
-        .prop_map(|(global, subs)| Key { global, subs })
+        .prop_map(|(global, subs)| Key::new(&global, subs).expect("valid name"))
 }
 
 pub fn value() -> impl Strategy<Value = Value> {

@@ -53,8 +53,6 @@ pub(crate) struct CycleBuffers {
     /// Page-sized buffers for the images; at most [`KEPT_PAGES`] are kept
     /// between cycles.
     pages: Vec<Vec<u8>>,
-    /// For runs of consecutive pages written with one call.
-    run: Vec<u8>,
 }
 
 /// The page images of one cycle.
@@ -152,7 +150,7 @@ impl Inner {
         if cycle.per_file.is_empty() {
             return Ok(());
         }
-        let result = self.write_cycle(max_redo, &cycle, &mut bufs.run);
+        let result = self.write_cycle(max_redo, &cycle);
         let room = KEPT_PAGES.saturating_sub(bufs.pages.len());
         bufs.pages.extend(
             cycle
@@ -179,7 +177,7 @@ impl Inner {
         }
     }
 
-    fn write_cycle(&self, max_redo: Lsn, cycle: &Cycle, run: &mut Vec<u8>) -> Result<()> {
+    fn write_cycle(&self, max_redo: Lsn, cycle: &Cycle) -> Result<()> {
         // The pages may hold changes journaled after the bounds were read
         // (between that read and the tree's lock): everything journaled
         // before they were taken must be durable before any reaches disk.
@@ -191,7 +189,7 @@ impl Inner {
             let fresh = &cycle.fresh[f.fresh.clone()];
             if !fresh.is_empty() {
                 self.preserve_for_seeds(&f.db, fresh)?;
-                write_images(&f.db, fresh, run)?;
+                write_images(&f.db, fresh)?;
             }
         }
         let mut wij = self.wij.lock();
@@ -199,7 +197,7 @@ impl Inner {
         for f in &cycle.per_file {
             let images = &cycle.images[f.images.clone()];
             self.preserve_for_seeds(&f.db, images)?;
-            write_images(&f.db, images, run)?;
+            write_images(&f.db, images)?;
         }
         drop(wij);
         tracing::debug!(
@@ -341,9 +339,10 @@ impl Inner {
     }
 }
 
-/// Writes page images at their places in a database file and syncs it;
-/// `run` is scratch space.
-pub(crate) fn write_images(db: &Database, images: &[PageImage], run: &mut Vec<u8>) -> Result<()> {
+/// Writes page images at their places in a database file and syncs it.
+/// A run of consecutive pages goes in one (vectored) write, straight from
+/// the images' buffers.
+pub(crate) fn write_images(db: &Database, images: &[PageImage]) -> Result<()> {
     let ctx = || format!("write pages of {}", db.path.display());
     let mut sorted: Vec<&PageImage> = images.iter().collect();
     sorted.sort_by_key(|i| i.page_no);
@@ -354,18 +353,14 @@ pub(crate) fn write_images(db: &Database, images: &[PageImage], run: &mut Vec<u8
         while j < sorted.len() && sorted[j].page_no == sorted[j - 1].page_no + 1 && j - i < 128 {
             j += 1;
         }
-        let buf = if j == i + 1 {
-            &sorted[i].data
+        let at = sorted[i].page_no * PAGE_SIZE as u64;
+        let written = if j == i + 1 {
+            db.file.write_all_at(&sorted[i].data, at)
         } else {
-            run.clear();
-            for img in &sorted[i..j] {
-                run.extend_from_slice(&img.data);
-            }
-            &*run
+            let run: Vec<&[u8]> = sorted[i..j].iter().map(|img| &img.data[..]).collect();
+            db.file.write_all_vectored_at(&run, at)
         };
-        db.file
-            .write_all_at(buf, sorted[i].page_no * PAGE_SIZE as u64)
-            .map_err(|e| EngineError::io(ctx(), e))?;
+        written.map_err(|e| EngineError::io(ctx(), e))?;
         i = j;
     }
     db.file.sync().map_err(|e| EngineError::io(ctx(), e))

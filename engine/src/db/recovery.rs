@@ -351,7 +351,7 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
         merging: Mutex::new(()),
         idle_mark: std::sync::atomic::AtomicU64::new(0),
     };
-    write_images(&db, images, &mut Vec::new())
+    write_images(&db, images)
 }
 
 fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {

@@ -46,6 +46,13 @@ pub trait VfsFile: Send + Sync {
     /// (fewer only at the end of the file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;
     fn write_all_at(&self, buf: &[u8], offset: u64) -> io::Result<()>;
+    /// Writes `bufs` back to back from `offset`, as one
+    /// [`VfsFile::write_all_at`] of their concatenation would, without
+    /// first copying them into one buffer where the file can (`pwritev`).
+    /// The default copies.
+    fn write_all_vectored_at(&self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
+        self.write_all_at(&bufs.concat(), offset)
+    }
     /// Makes every earlier write and `set_len` of this file durable.
     fn sync(&self) -> io::Result<()>;
     fn len(&self) -> io::Result<u64>;

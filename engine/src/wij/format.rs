@@ -241,6 +241,12 @@ impl SlotHeader {
     /// (CRC32C of a concatenation from the CRCs of its parts). A flush
     /// cycle spent a fifth of its time checksumming before.
     pub fn encode_sealed_into(&self, data: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.sealed_head(data));
+        out.extend_from_slice(data);
+    }
+
+    /// The header [`SlotHeader::encode_sealed_into`] puts before `data`.
+    pub fn sealed_head(&self, data: &[u8]) -> [u8; SLOT_HEADER_LEN] {
         debug_assert_eq!(data.len(), PAGE_SIZE);
         let page_crc = u32_at(data, 0);
         debug_assert_eq!(
@@ -254,8 +260,7 @@ impl SlotHeader {
         let front = crc32c::crc32c_append(crc32c::crc32c(&head[0..28]), &data[0..4]);
         let crc = shift_past_page_body(front) ^ page_crc;
         head[28..32].copy_from_slice(&crc.to_le_bytes());
-        out.extend_from_slice(&head);
-        out.extend_from_slice(data);
+        head
     }
 
     /// The header's first 28 bytes (the checksum's 4 left zero).

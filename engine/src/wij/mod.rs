@@ -189,8 +189,6 @@ pub struct Wij {
     header: Header,
     /// Set by a failed write or sync; see [`WijError::Poisoned`].
     poisoned: bool,
-    /// The slots of one stripe, kept from cycle to cycle.
-    batch: Vec<u8>,
 }
 
 impl fmt::Debug for Wij {
@@ -234,7 +232,6 @@ impl Wij {
             path: path.to_path_buf(),
             header: empty,
             poisoned: false,
-            batch: Vec::new(),
         };
         match recovery::decide(&copies, len) {
             HeaderDecision::Use { header, repair } => {
@@ -336,25 +333,33 @@ impl Wij {
             });
         }
         let cycle = self.header.state.cycle() + 1;
-        let mut batch = std::mem::take(&mut self.batch);
+        // Each slot's header, then the image itself, straight from its
+        // buffer (no copy of the 8 KiB into a batch).
+        let mut heads = Vec::with_capacity(SLOTS_PER_BATCH);
         for (chunk_no, chunk) in images.chunks(SLOTS_PER_BATCH).enumerate() {
             let first = chunk_no * SLOTS_PER_BATCH;
-            batch.clear();
-            for (i, image) in chunk.iter().enumerate() {
-                // Cannot truncate: images.len() fits in u32 (checked above).
-                let index = (first + i) as u32;
-                let head = SlotHeader {
-                    index,
+            heads.clear();
+            heads.extend(chunk.iter().enumerate().map(|(i, image)| {
+                SlotHeader {
+                    // Cannot truncate: images.len() fits in u32 (checked above).
+                    index: (first + i) as u32,
                     cycle,
                     file_id: image.file_id,
                     page_no: image.page_no,
-                };
-                head.encode_sealed_into(&image.data, &mut batch);
-            }
+                }
+                .sealed_head(&image.data)
+            }));
+            let parts: Vec<&[u8]> = heads
+                .iter()
+                .zip(chunk)
+                .flat_map(|(head, image)| [&head[..], &image.data[..]])
+                .collect();
             let what = format!("write images {first}.. of cycle {cycle} to");
-            self.write_at(&batch, format::slot_offset(cycle, first as u64), &what)?;
+            let offset = format::slot_offset(cycle, first as u64);
+            self.file
+                .write_all_vectored_at(&parts, offset)
+                .map_err(|source| self.poison(&what, Some(offset), source))?;
         }
-        self.batch = batch;
         self.sync(&format!("sync images of cycle {cycle} in"))?;
         let active = Header {
             state: WijState::Active { cycle },

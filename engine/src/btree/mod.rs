@@ -260,17 +260,22 @@ impl Tree {
         // the bound and the leaf did not split. One descent per leaf.
         let mut at: Option<(Vec<Step>, u64, Option<Vec<u8>>)> = None;
         while moved < n {
-            let Some((key, p)) = self.buffer.pop_first() else {
+            let Some(next) = self.buffer.keys().next() else {
                 break;
             };
             let (path, leaf, hi) = match at.take() {
-                Some(a) if a.2.as_deref().is_none_or(|hi| *key < *hi) => a,
+                Some(a) if a.2.as_deref().is_none_or(|hi| next < hi) => a,
                 _ => {
-                    let (path, leaf, _) = self.path_to_leaf(&key)?;
+                    let (path, leaf, _) = self.path_to_leaf(next)?;
                     let hi = self.upper_bound(&path)?;
                     (path, leaf, hi)
                 }
             };
+            // The leaf is read before its key leaves the buffer: a read
+            // that fails (a damaged page) leaves the key buffered, and
+            // point reads still find it.
+            self.pager.get(leaf)?;
+            let (key, p) = self.buffer.pop_first().expect("a key was there");
             if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true)? {
                 at = Some((path, leaf, hi));
             }

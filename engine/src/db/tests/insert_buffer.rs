@@ -161,6 +161,16 @@ fn preload(e: &Engine, s: &mut Session, r: &mut Reference, seed: u64) {
     }
 }
 
+/// An engine with [`opts`] on `fs`, [`preload`]ed: a session and the
+/// reference of what it holds.
+fn preloaded(fs: &SimFs, seed: u64) -> (Engine, Session, Reference) {
+    let e = open_with(opts(fs));
+    let mut s = e.session();
+    let mut r = Reference::default();
+    preload(&e, &mut s, &mut r, seed);
+    (e, s, r)
+}
+
 fn same_as_reference(e: &Engine, r: &Reference) {
     // The check first: the scan below merges the buffer.
     for (name, check) in e.check().unwrap() {
@@ -391,10 +401,7 @@ fn a_random_load_larger_than_the_pool_goes_through_the_buffer() {
     // The preload alone: three quarters of the space in random order, far
     // more than a 32-page pool holds.
     let fs = SimFs::new();
-    let e = open_with(opts(&fs));
-    let mut s = e.session();
-    let mut r = Reference::default();
-    preload(&e, &mut s, &mut r, 7);
+    let (e, s, r) = preloaded(&fs, 7);
     assert!(buffered(&e) > 0, "nothing was buffered");
     // Every key reads back, buffered or not, and the pool kept its bound.
     for (k, v) in &r.map {
@@ -576,10 +583,7 @@ fn journal_damage_before_the_last_cycle_stops_startup_even_with_keys_buffered() 
 #[test]
 fn a_merge_that_cannot_read_a_leaf_leaves_its_keys_readable() {
     let fs = SimFs::new();
-    let e = open_with(opts(&fs));
-    let mut s = e.session();
-    let mut r = Reference::default();
-    preload(&e, &mut s, &mut r, 3);
+    let (e, s, r) = preloaded(&fs, 3);
     let waiting: Vec<(Key, Value)> = r
         .map
         .iter()

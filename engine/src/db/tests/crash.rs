@@ -62,8 +62,18 @@ fn apply(state: &mut State, c: &Change) {
 /// rollback on drop then reaches no image. (Leaking it instead, with
 /// `mem::forget`, kept every run's engine and simulated disk alive.)
 fn workload(e: &Engine, s: &mut crate::db::Session, seed: u64, units: usize) -> Vec<State> {
+    workload_after(e, s, seed, units, State::new())
+}
+
+/// [`workload`] on a database that holds `acked` already.
+fn workload_after(
+    e: &Engine,
+    s: &mut crate::db::Session,
+    seed: u64,
+    units: usize,
+    mut acked: State,
+) -> Vec<State> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut acked = State::new();
     for _ in 0..units {
         // The write daemon's cycles, at points the seed chooses.
         if rng.gen_bool(0.12) && e.checkpoint().is_err() {
@@ -140,21 +150,14 @@ fn one_cut_with(seed: u64, cut: u64, zero_thread: bool) {
     fs.crash_now();
     drop(s);
     drop(e);
-    let img = fs.crash_image(seed.wrapping_mul(31).wrapping_add(cut));
-    let e = open(&img);
-    let got: State = contents(&e).into_iter().collect();
-    assert!(
-        allowed.contains(&got),
-        "seed {seed} cut {cut} (zero-filling thread: {zero_thread}): recovered {} nodes; acknowledged state has {}{}",
-        got.len(),
-        allowed[0].len(),
-        allowed
-            .get(1)
-            .map(|s| format!(", in-flight state {}", s.len()))
-            .unwrap_or_default()
+    let (e, img) = recover(
+        &fs,
+        seed,
+        cut,
+        sim_opts,
+        &allowed,
+        &format!("zero-filling thread: {zero_thread}"),
     );
-    e.check()
-        .unwrap_or_else(|err| panic!("seed {seed} cut {cut}: {err}"));
     // The recovered engine goes on working and survives a clean restart.
     let mut s = e.session();
     s.set(DB, &k("^C(1)"), &v(r#""after""#)).unwrap();
@@ -175,11 +178,7 @@ fn crash_at_every_sync_keeps_exactly_the_acknowledged_history() {
         one_cut(seed.parse().unwrap(), cut.parse().unwrap());
         return;
     }
-    let (seeds, cuts) = if std::env::var("REDOUBT_LONG_TESTS").is_ok() {
-        (40, 300)
-    } else {
-        (8, 130)
-    };
+    let (seeds, cuts) = seeds_and_cuts((8, 130), (40, 300));
     let mut runs = 0;
     for seed in 0..seeds {
         for cut in 1..=cuts {
@@ -194,14 +193,112 @@ fn crash_at_every_sync_keeps_exactly_the_acknowledged_history() {
 /// (the test above turns it off to cut at exact syncs).
 #[test]
 fn crash_images_with_the_zero_filling_thread_keep_the_acknowledged_history() {
-    let (seeds, cuts) = if std::env::var("REDOUBT_LONG_TESTS").is_ok() {
-        (20, 200)
-    } else {
-        (3, 60)
-    };
+    let (seeds, cuts) = seeds_and_cuts((3, 60), (20, 200));
     for seed in 0..seeds {
         for cut in (1..=cuts).step_by(2) {
             one_cut_with(1000 + seed, cut, true);
         }
     }
+}
+
+/// The crash images again, on a database several times its pool whose
+/// leaves are mostly on disk, so that the workload's new keys wait in the
+/// insert buffer: cuts fall while keys are buffered, and recovery must
+/// replay them from the journal (the test above never buffers: its
+/// database fits its pool).
+#[test]
+fn crash_at_syncs_with_keys_in_the_insert_buffer_keeps_the_acknowledged_history() {
+    let (seeds, cuts) = seeds_and_cuts((4, 50), (20, 120));
+    let (mut runs, mut buffered) = (0, 0);
+    for seed in 0..seeds {
+        for cut in 1..=cuts {
+            buffered += usize::from(one_buffered_cut(2000 + seed, cut));
+            runs += 1;
+        }
+    }
+    assert!(
+        buffered * 4 >= runs,
+        "only {buffered} of {runs} cuts fell with keys buffered"
+    );
+}
+
+/// One cut of the test above; whether keys were buffered at the cut.
+fn one_buffered_cut(seed: u64, cut: u64) -> bool {
+    let fs = SimFs::new();
+    let opts = EngineOptions {
+        cache_pages: 16,
+        ..sim_opts(&fs)
+    };
+    let e = open_with(opts);
+    let mut s = e.session();
+    // About 60 pages of ^A(i,"p"), spread over the keys the workload uses.
+    let mut preloaded = State::new();
+    for chunk in (0..1500i64).collect::<Vec<_>>().chunks(250) {
+        s.tstart().unwrap();
+        for &i in chunk {
+            let key = Key::new("A", vec![Subscript::Int(i), Subscript::Str("p".into())]).unwrap();
+            let value = Value::Str(format!("{i:>250}"));
+            s.set(DB, &key, &value).unwrap();
+            preloaded.insert(key.encode(), value);
+        }
+        s.tcommit().unwrap();
+    }
+    e.checkpoint().unwrap();
+    fs.crash_at_sync(cut);
+    let allowed = workload_after(&e, &mut s, seed, 60, preloaded);
+    let buffered = e.buffered_keys() > 0;
+    fs.crash_now();
+    drop(s);
+    drop(e);
+    recover(
+        &fs,
+        seed,
+        cut,
+        |img| EngineOptions {
+            cache_pages: 16,
+            ..sim_opts(img)
+        },
+        &allowed,
+        &format!("keys buffered at the cut: {buffered}"),
+    );
+    buffered
+}
+
+/// (seeds, cut points per seed): `short` by default, `long` with
+/// `REDOUBT_LONG_TESTS` set.
+fn seeds_and_cuts(short: (u64, u64), long: (u64, u64)) -> (u64, u64) {
+    if std::env::var("REDOUBT_LONG_TESTS").is_ok() {
+        long
+    } else {
+        short
+    }
+}
+
+/// Opens a crash image of `fs` (chosen by `seed` and `cut`) with
+/// `opts`; checks that it holds one of the `allowed` states and is
+/// structurally valid. Returns the engine and the image.
+fn recover(
+    fs: &SimFs,
+    seed: u64,
+    cut: u64,
+    opts: impl Fn(&SimFs) -> EngineOptions,
+    allowed: &[State],
+    what: &str,
+) -> (Engine, SimFs) {
+    let img = fs.crash_image(seed.wrapping_mul(31).wrapping_add(cut));
+    let e = open_with(opts(&img));
+    let got: State = contents(&e).into_iter().collect();
+    assert!(
+        allowed.contains(&got),
+        "seed {seed} cut {cut} ({what}): recovered {} nodes; acknowledged state has {}{}",
+        got.len(),
+        allowed[0].len(),
+        allowed
+            .get(1)
+            .map(|s| format!(", in-flight state {}", s.len()))
+            .unwrap_or_default()
+    );
+    e.check()
+        .unwrap_or_else(|err| panic!("seed {seed} cut {cut}: {err}"));
+    (e, img)
 }

@@ -239,6 +239,27 @@ fn metrics(st: &MemberStatus) -> String {
         "received but not yet applied",
         st.journal_durable.saturating_sub(st.applied) as f64,
     );
+    let page = 8192.0;
+    gauge(
+        "redoubt_pool_capacity_bytes",
+        "bound of the buffer pools (cache_pages per database)",
+        st.pool.capacity_pages as f64 * page,
+    );
+    gauge(
+        "redoubt_pool_resident_bytes",
+        "held in the buffer pools, insert buffers and key filters included",
+        st.pool.resident_pages as f64 * page,
+    );
+    gauge(
+        "redoubt_pool_dirty_bytes",
+        "pages changed since a flush cycle last wrote them",
+        st.pool.dirty_pages as f64 * page,
+    );
+    gauge(
+        "redoubt_insert_buffer_keys",
+        "new keys waiting in insert buffers for their leaves",
+        st.pool.buffered_keys as f64,
+    );
     out.push_str("# HELP redoubt_commits_total writes acknowledged to clients\n# TYPE redoubt_commits_total counter\n");
     out.push_str(&format!(
         "redoubt_commits_total{{{labels}}} {}\n",
@@ -319,5 +340,21 @@ mod tests {
         );
         assert!(body.contains("# TYPE redoubt_commits_total counter"));
         assert!(body.contains("redoubt_receive_lag_bytes{mirror=\"M\",member=\"a\"} 100\n"));
+        let mut full = st("primary");
+        full.pool = redoubt_engine::PoolStats {
+            capacity_pages: 100,
+            resident_pages: 100,
+            dirty_pages: 3,
+            buffered_keys: 42,
+        };
+        let body = route("GET", "/metrics", &full).2;
+        for line in [
+            "redoubt_pool_capacity_bytes{mirror=\"M\",member=\"a\"} 819200\n",
+            "redoubt_pool_resident_bytes{mirror=\"M\",member=\"a\"} 819200\n",
+            "redoubt_pool_dirty_bytes{mirror=\"M\",member=\"a\"} 24576\n",
+            "redoubt_insert_buffer_keys{mirror=\"M\",member=\"a\"} 42\n",
+        ] {
+            assert!(body.contains(line), "{line} in {body}");
+        }
     }
 }

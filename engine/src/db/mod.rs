@@ -62,6 +62,21 @@ use locks::LockTable;
 /// Largest value a SET accepts (encoded bytes).
 pub const MAX_VALUE: usize = 16 << 20;
 
+/// What the buffer pools hold, summed over the databases
+/// ([`Engine::pool_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct PoolStats {
+    /// The bound: `cache_pages` for each database.
+    pub capacity_pages: u64,
+    /// Pages held, counting the memory of insert buffers and key filters
+    /// (which share the bound) as pages.
+    pub resident_pages: u64,
+    /// Pages changed since the flush cycle that last wrote them.
+    pub dirty_pages: u64,
+    /// Keys waiting in insert buffers (see `docs/engine.md`).
+    pub buffered_keys: u64,
+}
+
 #[derive(Clone)]
 pub struct EngineOptions {
     /// The file system: the OS, or a simulation in tests.
@@ -326,6 +341,22 @@ impl Engine {
         }
         out.sort_by(|a, b| a.0.cmp(&b.0));
         Ok(out)
+    }
+
+    /// The buffer pools of all databases, summed (for status and metrics).
+    pub fn pool_stats(&self) -> PoolStats {
+        let dbs = self.inner.dbs.read();
+        let mut stats = PoolStats {
+            capacity_pages: (self.inner.opts.cache_pages * dbs.len()) as u64,
+            ..PoolStats::default()
+        };
+        for d in dbs.values() {
+            let tree = d.tree.read();
+            stats.resident_pages += tree.pager().resident() as u64;
+            stats.dirty_pages += tree.pager().dirty_count() as u64;
+            stats.buffered_keys += tree.buffered() as u64;
+        }
+        stats
     }
 
     /// Pages resident in each database's buffer pool (for memory checks).

@@ -150,6 +150,7 @@ impl Shared {
             journal_durable: j.durable_lsn().0,
             journal_start: j.oldest_lsn().0,
             journal_syncs: j.syncs(),
+            pool: self.engine.pool_stats(),
             // A primary applies as it writes; a follower as far as its applier got.
             applied: match self.engine.access() {
                 crate::db::Access::Primary { .. } => j.durable_lsn().0,

@@ -61,6 +61,10 @@ pub struct MemberStatus {
     /// sync covers many commits).
     #[serde(default)]
     pub journal_syncs: u64,
+    /// The buffer pools: their bound, what they hold, dirty pages, keys
+    /// in insert buffers.
+    #[serde(default)]
+    pub pool: crate::db::PoolStats,
     pub poisoned: Option<String>,
     /// Set while the primary refuses to stream to this member because it
     /// needs a fresh copy (restart it with `--reseed`).

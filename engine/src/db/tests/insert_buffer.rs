@@ -608,3 +608,26 @@ fn a_merge_that_cannot_read_a_leaf_leaves_its_keys_readable() {
         );
     }
 }
+
+/// The pool's figures for status and metrics: within the bound, keys
+/// buffered and pages dirty after a load; none of either after a
+/// checkpoint (which merges and flushes).
+#[test]
+fn pool_stats_show_the_bound_the_dirty_pages_and_the_buffered_keys() {
+    let fs = SimFs::new();
+    let (e, _s, _r) = preloaded(&fs, 5);
+    let before = e.pool_stats();
+    assert_eq!(before.capacity_pages, 32);
+    assert!(before.resident_pages <= 32, "{before:?}");
+    assert!(before.dirty_pages > 0, "{before:?}");
+    assert_eq!(before.buffered_keys, buffered(&e) as u64);
+    assert!(before.buffered_keys > 0, "{before:?}");
+    e.checkpoint().unwrap();
+    let after = e.pool_stats();
+    assert_eq!(
+        (after.dirty_pages, after.buffered_keys),
+        (0, 0),
+        "{after:?}"
+    );
+    assert!(after.resident_pages <= 32, "{after:?}");
+}

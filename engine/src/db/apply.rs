@@ -56,16 +56,20 @@ impl Applier {
         self.begins.keys().copied().collect()
     }
 
-    /// Applies the record at `lsn` (ending at `end`). Followers pass
-    /// `create_missing` so a database the primary created appears here.
+    /// Applies the record at `lsn` (ending at `end`). A `follower` (a
+    /// member applying what it received) creates a database the primary
+    /// created, and lets new keys wait in the insert buffer as the
+    /// primary's writes do (its caller merges a full buffer). Recovery
+    /// does neither: a merge there would flush with the wrong bounds.
     pub fn apply(
         &mut self,
         inner: &Inner,
         lsn: Lsn,
         end: Lsn,
         rec: Record,
-        create_missing: bool,
+        follower: bool,
     ) -> Result<()> {
+        let create_missing = follower;
         let db_of = |name: &str| -> Result<Arc<Database>> {
             match inner.db(name) {
                 Ok(db) => Ok(db),
@@ -89,7 +93,11 @@ impl Applier {
                 ..
             } => {
                 let db = db_of(&db)?;
-                set_or_remove(&db, lsn, lsn, &key, Some(&value))?;
+                if follower {
+                    set_buffered(&db, lsn, &key, &value)?;
+                } else {
+                    set_or_remove(&db, lsn, lsn, &key, Some(&value))?;
+                }
                 self.remember(txn, lsn, db, key, before);
             }
             Record::Kill {
@@ -237,6 +245,18 @@ fn set_or_remove(
         None => tree.delete(key, stamp.0).map(|_| ()),
     }
     .map_err(|e| EngineError::tree(&db.name, e))
+}
+
+/// A follower's SET: like the primary's, a new key whose leaf is not in
+/// the pool may wait in the insert buffer (see `btree/buffer.rs`).
+fn set_buffered(db: &Database, lsn: Lsn, key: &[u8], value: &[u8]) -> Result<()> {
+    let mut tree = db.tree.write();
+    if lsn.0 < tree.meta().redo_from {
+        return Ok(());
+    }
+    let t = |e| EngineError::tree(&db.name, e);
+    let found = tree.find(key).map_err(t)?;
+    tree.put_found(found, key, value, lsn.0).map_err(t)
 }
 
 /// Undoes, newest first, the changes at or after `to`; the rollback record

@@ -107,6 +107,11 @@ impl Engine {
                 // A flush cycle needs the applier for its bounds: let go.
                 drop(applier);
                 self.inner.throttle(&db)?;
+                // The insert buffer filled (by an earlier record): merge it
+                // before it grows past its share of the pool.
+                if db.tree.read().buffer_full() {
+                    self.inner.merge_full(&db)?;
+                }
                 applier = self.inner.applier.lock();
             }
             applier

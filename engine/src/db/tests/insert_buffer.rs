@@ -631,3 +631,43 @@ fn pool_stats_show_the_bound_the_dirty_pages_and_the_buffered_keys() {
     );
     assert!(after.resident_pages <= 32, "{after:?}");
 }
+
+/// A follower applying a primary's random-order load lets new keys wait in
+/// its own insert buffer, as the primary did, and stays within its pool;
+/// it ends with the primary's contents, and a crash image of it taken with
+/// keys buffered recovers them from its journal.
+#[test]
+fn a_follower_buffers_new_keys_as_it_applies_and_recovers_them_after_a_crash() {
+    let primary_fs = SimFs::new();
+    let p = open_with(EngineOptions {
+        journal_keep_bytes: u64::MAX,
+        ..opts(&primary_fs)
+    });
+    let mut ps = p.session();
+    let mut r = Reference::default();
+    preload(&p, &mut ps, &mut r, 9);
+    let end = p.journal().durable_lsn();
+    let follower_fs = SimFs::new();
+    let (f, _) = Engine::open(
+        std::path::Path::new("/data"),
+        EngineOptions {
+            mirrored: true,
+            ..opts(&follower_fs)
+        },
+    )
+    .unwrap();
+    let mut most = 0;
+    replicate(&p, &f, end, |f| {
+        let stats = f.pool_stats();
+        assert!(stats.resident_pages <= 32, "{stats:?}");
+        most = most.max(stats.buffered_keys);
+    });
+    assert!(most > 100, "the follower buffered at most {most} keys");
+    let at_crash = f.pool_stats().buffered_keys;
+    let image = follower_fs.crash_image(9);
+    same_as_reference(&f, &r);
+    drop(f);
+    let recovered = open_with(opts(&image));
+    same_as_reference(&recovered, &r);
+    assert!(at_crash > 0, "no key was buffered when the image was taken");
+}

@@ -76,3 +76,20 @@ pub(super) fn contents(e: &Engine) -> Vec<(Vec<u8>, Value)> {
     }
     out
 }
+
+/// What a follower's receiver does, from `p`'s journal start to `end`:
+/// the primary's bytes into `f`'s journal in chunks, made durable, then
+/// applied; `after` runs after each chunk.
+pub(super) fn replicate(p: &Engine, f: &Engine, end: crate::Lsn, mut after: impl FnMut(&Engine)) {
+    let mut pos = crate::Lsn::ZERO;
+    while pos < end {
+        let (bytes, e) = p.journal().read_raw(pos, 16 << 10).unwrap();
+        let records =
+            crate::journal::Journal::decode_raw(pos, f.journal().last_crc(), &bytes).unwrap();
+        f.journal().append_raw(pos, &bytes).unwrap();
+        f.journal().wait_durable(e).unwrap();
+        f.apply_received(records, e).unwrap();
+        after(f);
+        pos = e;
+    }
+}

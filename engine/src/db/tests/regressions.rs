@@ -182,18 +182,7 @@ fn applying_while_the_daemon_flushes_does_not_deadlock() {
     let (f, _) = Engine::open(Path::new("/data"), opts).unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
-        // What the receiver does: the primary's bytes into our journal,
-        // then apply them.
-        let mut pos = crate::Lsn::ZERO;
-        while pos < end {
-            let (bytes, e) = p.journal().read_raw(pos, 16 << 10).unwrap();
-            let records =
-                crate::journal::Journal::decode_raw(pos, f.journal().last_crc(), &bytes).unwrap();
-            f.journal().append_raw(pos, &bytes).unwrap();
-            f.journal().wait_durable(e).unwrap();
-            f.apply_received(records, e).unwrap();
-            pos = e;
-        }
+        replicate(&p, &f, end, |_| {});
         tx.send(f.applied_lsn()).unwrap();
     });
     let applied = rx

@@ -116,6 +116,13 @@ fn probe(key: &[u8]) -> (u128, &[u8]) {
 /// estimate).
 const ENTRY_OVERHEAD: usize = 112;
 
+/// A writer that fills the buffer merges until it is this fraction
+/// (1/16) of its share below the share, from where the last merge stopped:
+/// a short stall, and each region of keys still waits a whole turn, as
+/// long as a merge of everything would have let it (keys per leaf written
+/// stay the same).
+const LOW_WATER: usize = 16;
+
 /// A buffered value: its bytes (a leaf's inline cell) and the journal
 /// position of the change that first buffered the key.
 pub struct Pending {
@@ -141,6 +148,9 @@ pub struct InsertBuffer {
     /// The filter is being built from the tree's keys (`db/filter_build.rs`):
     /// it learns new keys but answers nothing yet.
     building: bool,
+    /// The last key a merge took: the next merge goes on after it (and
+    /// wraps around), so partial merges visit the whole key range in turn.
+    cursor: Option<Box<[u8]>>,
 }
 
 impl InsertBuffer {
@@ -274,6 +284,45 @@ impl InsertBuffer {
         Some((k.key, p))
     }
 
+    /// The key a merge takes next: the first after the cursor, or the
+    /// smallest once none is left after it.
+    pub fn next_to_merge(&self) -> Option<&[u8]> {
+        self.after_cursor()
+            .or_else(|| self.entries.keys().next())
+            .map(|k| &*k.key)
+    }
+
+    /// Takes out the entry of [`InsertBuffer::next_to_merge`].
+    pub fn take_next(&mut self) -> Option<(Box<[u8]>, Pending)> {
+        let head = self.after_cursor().map(|k| (k.head, k.key.clone()));
+        let Some((head, key)) = head else {
+            return self.pop_first();
+        };
+        self.remove_entry(&BufKey { head, key })
+    }
+
+    /// Where the next merge starts: after `key`.
+    pub fn set_cursor(&mut self, key: Box<[u8]>) {
+        self.cursor = Some(key);
+    }
+
+    fn after_cursor(&self) -> Option<&BufKey> {
+        use std::ops::Bound;
+        let cursor = self.cursor.as_deref()?;
+        let from = probe(cursor);
+        self.entries
+            .range::<dyn AsKey, _>((Bound::Excluded(&from as &dyn AsKey), Bound::Unbounded))
+            .next()
+            .map(|(k, _)| k)
+    }
+
+    fn remove_entry(&mut self, key: &BufKey) -> Option<(Box<[u8]>, Pending)> {
+        let (k, p) = self.entries.remove_entry(key as &dyn AsKey)?;
+        self.bytes -= cost(&k.key, &p.value);
+        self.after_removal();
+        Some((k.key, p))
+    }
+
     fn after_removal(&mut self) {
         if self.entries.is_empty() {
             self.oldest = None;
@@ -294,6 +343,12 @@ impl InsertBuffer {
     /// The entries have reached their share of the pool: time to merge.
     pub fn full(&self) -> bool {
         self.bytes > self.max_bytes
+    }
+
+    /// The entries hold more than a writer's merge leaves behind
+    /// ([`LOW_WATER`] below the share).
+    pub fn above_low_water(&self) -> bool {
+        self.bytes > self.max_bytes - self.max_bytes / LOW_WATER
     }
 
     /// Memory of the entries and the filter, in bytes.
@@ -345,6 +400,45 @@ mod tests {
             ]
         );
         assert_eq!((b.memory(), b.oldest()), (filter, None));
+    }
+
+    #[test]
+    fn merges_go_on_from_where_the_last_one_stopped_and_wrap_around() {
+        let mut b = InsertBuffer::new(1 << 20, 1 << 20);
+        for k in [b"a", b"b", b"c", b"d", b"e"] {
+            b.insert(k, b"v", 1);
+        }
+        let take = |b: &mut InsertBuffer| {
+            let next = b.next_to_merge().map(<[u8]>::to_vec);
+            let (key, _) = b.take_next().unwrap();
+            assert_eq!(next.as_deref(), Some(&*key));
+            key
+        };
+        // No cursor yet: from the smallest.
+        assert_eq!(&*take(&mut b), b"a");
+        b.set_cursor(b"b".as_slice().into());
+        // After the cursor ("b" itself is not taken), then around.
+        assert_eq!(&*take(&mut b), b"c");
+        assert_eq!(&*take(&mut b), b"d");
+        assert_eq!(&*take(&mut b), b"e");
+        assert_eq!(&*take(&mut b), b"b");
+        assert!(b.next_to_merge().is_none() && b.take_next().is_none());
+        assert_eq!(b.memory(), b.filter.as_ref().map_or(0, KeyFilter::bytes));
+    }
+
+    #[test]
+    fn a_writers_merge_stops_a_sixteenth_below_the_share() {
+        let mut b = InsertBuffer::new(16 * (4 + 100 + ENTRY_OVERHEAD), 1 << 20);
+        let mut i = 0u32;
+        while !b.full() {
+            b.insert(&i.to_be_bytes(), &[0; 100], 1);
+            i += 1;
+        }
+        assert!(b.above_low_water());
+        b.take_next();
+        assert!(b.above_low_water(), "16 entries of 17 are still above");
+        b.take_next();
+        assert!(!b.above_low_water());
     }
 
     #[test]

@@ -248,23 +248,27 @@ impl Tree {
         self.buffer.full()
     }
 
-    /// Moves up to `n` buffered keys (the smallest) into their leaves;
-    /// returns how many it moved. Each keeps the journal position of its
-    /// change as the stamp of the pages it lands in (if later than theirs).
-    /// Stops early once the pool's pinned pages pass `pinned_limit` (the
-    /// caller then flushes: merged keys dirty leaves).
+    /// Moves up to `n` buffered keys into their leaves, in key order from
+    /// where the previous merge stopped (wrapping around); returns how
+    /// many it moved. Each keeps the journal position of its change as the
+    /// stamp of the pages it lands in (if later than theirs). Stops early
+    /// once the pool's pinned pages pass `pinned_limit` (the caller then
+    /// flushes: merged keys dirty leaves).
     pub fn merge(&mut self, n: usize, pinned_limit: usize) -> Result<usize> {
         let mut moved = 0;
         // The leaf the last key went to, its path and its upper bound: the
         // keys come in order, so the next goes there too while it is below
         // the bound and the leaf did not split. One descent per leaf.
         let mut at: Option<(Vec<Step>, u64, Option<Vec<u8>>)> = None;
+        let mut last: Option<Box<[u8]>> = None;
         while moved < n {
-            let Some(next) = self.buffer.keys().next() else {
+            let Some(next) = self.buffer.next_to_merge() else {
                 break;
             };
+            // Wrapped around to the smallest key: the cached leaf is past it.
+            let wrapped = last.as_deref().is_some_and(|l| next < l);
             let (path, leaf, hi) = match at.take() {
-                Some(a) if a.2.as_deref().is_none_or(|hi| next < hi) => a,
+                Some(a) if !wrapped && a.2.as_deref().is_none_or(|hi| next < hi) => a,
                 _ => {
                     let (path, leaf, _) = self.path_to_leaf(next)?;
                     let hi = self.upper_bound(&path)?;
@@ -275,19 +279,29 @@ impl Tree {
             // that fails (a damaged page) leaves the key buffered, and
             // point reads still find it.
             self.pager.get(leaf)?;
-            let (key, p) = self.buffer.pop_first().expect("a key was there");
+            let (key, p) = self.buffer.take_next().expect("a key was there");
             if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true)? {
                 at = Some((path, leaf, hi));
             }
+            last = Some(key);
             moved += 1;
             if self.pager.pinned() > pinned_limit {
                 break;
             }
         }
+        if let Some(key) = last {
+            self.buffer.set_cursor(key);
+        }
         if moved > 0 {
             self.account_buffer();
         }
         Ok(moved)
+    }
+
+    /// The insert buffer holds more than a writer's merge leaves in it
+    /// (see [`Inner::merge_full`](crate::db)).
+    pub fn buffer_above_low_water(&self) -> bool {
+        self.buffer.above_low_water()
     }
 
     /// The separator above which keys leave the leaf at the end of `path`

@@ -3,7 +3,7 @@
 //!
 //! | when                                   | who                 | how much          |
 //! |----------------------------------------|---------------------|-------------------|
-//! | a write filled the buffer              | that writer         | what it held then |
+//! | a write filled the buffer              | that writer         | 1/16 of its share, from where the last merge stopped |
 //! | a read or KILL of a range finds keys   | that reader         | all of it         |
 //! | clean shutdown, `checkpoint`           | the caller          | all of it         |
 //! | a daemon tick finds no key added since | the write daemon    | all of it         |
@@ -39,17 +39,25 @@ pub(crate) const MAX_LAG: u64 = 256 << 20;
 const READER_PASSES: usize = 3;
 
 impl Inner {
-    /// Called by a writer whose write left the buffer full: merges the
-    /// keys it holds now (one writer merges at a time; the others wait for
-    /// it, which bounds the buffer while writers outpace the merge).
+    /// Called by a writer whose write left the buffer full: merges, from
+    /// where the last merge stopped, until the buffer is a sixteenth of
+    /// its share below it (one writer merges at a time; the others wait
+    /// for it, which bounds the buffer while writers outpace the merge).
+    /// A stall of one sixteenth of a whole merge, at the same keys per
+    /// leaf written: each region of keys still waits a whole turn.
     pub(crate) fn merge_full(&self, db: &Database) -> Result<()> {
         let _one = db.merging.lock();
-        let n = db.tree.read().buffered();
-        self.merge_some(db, n)
+        while db.tree.read().buffer_above_low_water() {
+            if self.merge_some(db, CHUNK)? == 0 {
+                break;
+            }
+        }
+        Ok(())
     }
 
-    /// Merges up to `n` keys (fewer if the buffer empties first).
-    fn merge_some(&self, db: &Database, n: usize) -> Result<()> {
+    /// Merges up to `n` keys (fewer if the buffer empties first); how
+    /// many it merged.
+    fn merge_some(&self, db: &Database, n: usize) -> Result<usize> {
         let mut left = n;
         while left > 0 {
             // Not `check_poison`: the last flush merges after closing.
@@ -63,7 +71,7 @@ impl Inner {
             }
             left -= moved.min(left);
         }
-        Ok(())
+        Ok(n - left)
     }
 
     /// Merges up to `n` keys under the caller's write lock, fewer if the
@@ -105,7 +113,7 @@ impl Inner {
     /// Merges the database's whole buffer, in chunks.
     pub(crate) fn merge_all(&self, db: &Database) -> Result<()> {
         let _one = db.merging.lock();
-        self.merge_some(db, usize::MAX)
+        self.merge_some(db, usize::MAX).map(|_| ())
     }
 
     /// Called by the write daemon before each cycle (`tick`: woken by its

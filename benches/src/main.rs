@@ -18,6 +18,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
+
+/// Every store in a run shares one allocator: mimalloc, as the `redoubt`
+/// binary uses (`README.md`, "Allocator").
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use clap::builder::PossibleValuesParser;
 use clap::Parser;
 

@@ -11,6 +11,12 @@ use redoubt_engine::{Engine, EngineOptions};
 use redoubt_hub::shell::repl;
 use redoubt_hub::{demo, load};
 
+/// mimalloc instead of the system allocator: the engine's pool holds its
+/// pages in many small allocations, and GETs from cache ran about 15%
+/// faster with it (`benches/README.md`, "Allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "redoubt",

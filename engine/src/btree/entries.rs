@@ -190,10 +190,22 @@ impl Entries {
             self.hints.reserve(more + 1);
         }
         self.offs.insert(i, at as u32);
-        let edge = i == 0 || i + 1 == self.len();
-        // A key between two others shares their common prefix; one at
-        // either end may shorten it.
-        if edge && lcp(self.key(0), self.key(self.len() - 1)) != self.prefix {
+        let n = self.len();
+        // A key between two others shares their common prefix. One at
+        // either end keeps it if it starts with it (for sorted keys the
+        // first and the last cannot share more than before), else
+        // shortens it.
+        let edge = i == 0 || i + 1 == n;
+        let keeps_prefix = n > 1 && {
+            let p = self.prefix;
+            let other = if i == 0 { n - 1 } else { 0 };
+            let common = match self.head.get(..p) {
+                Some(h) => h,
+                None => &self.key(other)[..p],
+            };
+            key.get(..p) == Some(common)
+        };
+        if edge && !keeps_prefix {
             self.rebuild();
         } else {
             self.hints.insert(i, hint(&key[self.prefix..]));
@@ -259,6 +271,30 @@ impl Entries {
             Ok(i)
         } else {
             Err(i)
+        }
+    }
+
+    /// [`Entries::search`], answered by `hint` (an earlier search's answer
+    /// for `key`) when it still holds, which two key comparisons at most
+    /// confirm.
+    pub fn search_hinted(
+        &self,
+        key: &[u8],
+        hint: Option<Result<usize, usize>>,
+    ) -> Result<usize, usize> {
+        let n = self.len();
+        let holds = match hint {
+            Some(Ok(i)) => i < n && self.key(i) == key,
+            Some(Err(i)) => {
+                i <= n
+                    && (i == 0 || cmp_key(self.key(i - 1), key) == Ordering::Less)
+                    && (i == n || cmp_key(key, self.key(i)) == Ordering::Less)
+            }
+            None => false,
+        };
+        match hint {
+            Some(h) if holds => h,
+            _ => self.search(key),
         }
     }
 
@@ -456,6 +492,19 @@ mod tests {
                 let payload: Vec<u8> = (0..rnd(20)).map(|_| rnd(256) as u8).collect();
                 let i = model.binary_search_by(|(k, _)| k.cmp(&probe));
                 assert_eq!(keys.search(&probe), i, "round {round}");
+                // A hint is used only when it holds: right, wrong or none.
+                let n = model.len() as u64;
+                let wrong = match rnd(2) {
+                    0 => Ok(rnd(n + 2) as usize),
+                    _ => Err(rnd(n + 2) as usize),
+                };
+                for hint in [Some(i), Some(wrong), None] {
+                    assert_eq!(
+                        keys.search_hinted(&probe, hint),
+                        i,
+                        "round {round}, {hint:?}"
+                    );
+                }
                 match i {
                     Ok(i) if rnd(3) == 0 => {
                         model.remove(i);

@@ -27,11 +27,12 @@ mod cursor;
 mod entries;
 mod filter;
 
+use std::cmp::Ordering;
 use std::sync::Arc;
 
 use buffer::InsertBuffer;
 use entries::Entries;
-use node::{Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
+use node::{cmp_key, Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
 use pager::{DirtyPage, LoadError, Pager};
 
 pub use check::TreeCheck;
@@ -73,6 +74,58 @@ struct Step {
     last: bool,
 }
 
+/// The way down to the leaf the last [`Tree::find`] reached, and the key
+/// range that leaf covers, so that the next write to the same range (a
+/// load in key order, or keys close together) skips the descent.
+///
+/// Valid while `shape` equals the tree's: every change of which page holds
+/// which keys (a split, an unlinked page, a new or collapsed root) goes
+/// through [`Tree::alloc`] or [`Tree::free_page`], which bump it. Changes
+/// inside a leaf do not move its bounds: they come from the separators of
+/// its parents, which only splits and unlinks change.
+#[derive(Default)]
+struct Route {
+    /// The tree's `shape` when the route was taken; 0: no route.
+    shape: u64,
+    path: Vec<Step>,
+    leaf: u64,
+    /// Keys `>= low` (if `has_low`, else no lower bound) and `< high` (if
+    /// `has_high`) belong in `leaf`. The buffers are reused.
+    low: Vec<u8>,
+    has_low: bool,
+    high: Vec<u8>,
+    has_high: bool,
+}
+
+impl Route {
+    fn covers(&self, shape: u64, key: &[u8]) -> bool {
+        self.shape == shape
+            && (!self.has_low || cmp_key(&self.low, key) != Ordering::Greater)
+            && (!self.has_high || cmp_key(key, &self.high) == Ordering::Less)
+    }
+
+    /// Forgets the route and starts a new one at the root (no bounds).
+    fn restart(&mut self) {
+        self.shape = 0;
+        self.has_low = false;
+        self.has_high = false;
+    }
+
+    /// Narrows the bounds to those of child `ci` of a branch.
+    fn step(&mut self, entries: &Entries, ci: usize) {
+        if ci > 0 {
+            self.low.clear();
+            self.low.extend_from_slice(entries.key(ci - 1));
+            self.has_low = true;
+        }
+        if ci < entries.len() {
+            self.high.clear();
+            self.high.extend_from_slice(entries.key(ci));
+            self.has_high = true;
+        }
+    }
+}
+
 /// Where a key belongs and what it holds, from [`Tree::find`]; valid for
 /// the write that follows only while the tree is unchanged (`version`).
 pub struct Found {
@@ -83,8 +136,13 @@ pub struct Found {
 }
 
 enum Place {
-    /// In this leaf (holding the key or not).
-    Leaf { path: Vec<Step>, leaf: u64 },
+    /// In this leaf (holding the key or not), at `at` (its search result
+    /// there, a hint for the write).
+    Leaf {
+        path: Vec<Step>,
+        leaf: u64,
+        at: std::result::Result<usize, usize>,
+    },
     /// In the insert buffer.
     Buffered,
     /// Nowhere (the filter says so) and its leaf is not resident: a new
@@ -110,6 +168,9 @@ pub struct Tree {
     /// Bumped by every change of the structure or of a leaf, so a
     /// [`Found`] taken before a change is never used after it.
     version: u64,
+    /// Bumped by every change of the structure (see [`Route`]); starts at 1.
+    shape: u64,
+    route: Route,
     /// The page count of the meta page last handed to the write daemon:
     /// pages from here on were never part of a tree on disk.
     flushed_pages: u64,
@@ -125,6 +186,8 @@ impl Tree {
         Tree {
             pager,
             version: 0,
+            shape: 1,
+            route: Route::default(),
             flushed_pages: 0,
             buffer: InsertBuffer::default(),
             meta: Meta {
@@ -145,6 +208,8 @@ impl Tree {
             flushed_pages: meta.page_count,
             meta,
             version: 0,
+            shape: 1,
+            route: Route::default(),
             buffer: InsertBuffer::default(),
         }
     }
@@ -280,7 +345,7 @@ impl Tree {
             // point reads still find it.
             self.pager.get(leaf)?;
             let (key, p) = self.buffer.take_next().expect("a key was there");
-            if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true)? {
+            if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true, None)? {
                 at = Some((path, leaf, hi));
             }
             last = Some(key);
@@ -454,7 +519,7 @@ impl Tree {
     /// Finds where `key` belongs and its current value, for a write that
     /// follows with [`Tree::put_found`] or [`Tree::delete_found`] (one
     /// descent for the read and the write).
-    pub fn find(&self, key: &[u8]) -> Result<Found> {
+    pub fn find(&mut self, key: &[u8]) -> Result<Found> {
         // A key the filter never saw is not buffered either. The filter is
         // asked only when its answer is needed (a lookup costs a cache
         // miss): with keys buffered, or when the leaf is not resident.
@@ -475,7 +540,7 @@ impl Tree {
         // every leaf resident, each read once.
         let buffering =
             self.buffer.enabled() && self.meta.page_count > self.pager.capacity() as u64;
-        let Some((path, leaf, node)) = self.descend(key, buffering)? else {
+        let Some((path, leaf, node)) = self.descend_routed(key, buffering)? else {
             // Its leaf is not resident: no read needed if the key is new.
             if absent.unwrap_or_else(|| self.buffer.absent(key)) {
                 return Ok(Found {
@@ -493,12 +558,13 @@ impl Tree {
         let Node::Leaf(entries) = &*node else {
             return Err(corrupt(leaf, "expected a leaf page"));
         };
-        let before = match entries.search(key) {
+        let at = entries.search(key);
+        let before = match at {
             Ok(i) => Some(self.value(Cell::from_payload(entries.payload(i)))?),
             Err(_) => None,
         };
         Ok(Found {
-            place: Place::Leaf { path, leaf },
+            place: Place::Leaf { path, leaf, at },
             version: self.version,
             before,
         })
@@ -520,7 +586,9 @@ impl Tree {
             return self.put(key, value, lsn);
         }
         match found.place {
-            Place::Leaf { path, leaf } => self.put_at(path, leaf, key, value, lsn),
+            Place::Leaf { path, leaf, at } => self
+                .put_in_leaf(path, leaf, key, value, lsn, false, Some(at))
+                .map(|_| ()),
             Place::Buffered => self.put_buffered(key, value, lsn),
             Place::Absent if value.len() <= INLINE_MAX => {
                 self.version += 1;
@@ -557,11 +625,14 @@ impl Tree {
         value: &[u8],
         lsn: u64,
     ) -> Result<()> {
-        self.put_in_leaf(path, leaf, key, value, lsn, false)
+        self.put_in_leaf(path, leaf, key, value, lsn, false, None)
             .map(|_| ())
     }
 
-    /// [`Tree::put_at`]; true if pages split (the path changed).
+    /// [`Tree::put_at`]; true if pages split (the path changed). `at`: where
+    /// an earlier search in the leaf found the key's place (checked, not
+    /// trusted).
+    #[allow(clippy::too_many_arguments)]
     fn put_in_leaf(
         &mut self,
         mut path: Vec<Step>,
@@ -570,6 +641,7 @@ impl Tree {
         value: &[u8],
         lsn: u64,
         from_buffer: bool,
+        at: Option<std::result::Result<usize, usize>>,
     ) -> Result<bool> {
         self.version += 1;
         let cell = if value.len() > INLINE_MAX {
@@ -581,7 +653,7 @@ impl Tree {
             let Node::Leaf(entries) = n else {
                 return (None, false, true, false);
             };
-            let (old, appended, inserted) = match entries.search(key) {
+            let (old, appended, inserted) = match entries.search_hinted(key, at) {
                 Ok(i) => {
                     let old = match Cell::from_payload(entries.payload(i)) {
                         Cell::Overflow { first, .. } => Some(first),
@@ -671,7 +743,7 @@ impl Tree {
             return self.delete(key, lsn);
         }
         match found.place {
-            Place::Leaf { path, leaf } => self.delete_at(path, leaf, key, lsn),
+            Place::Leaf { path, leaf, .. } => self.delete_at(path, leaf, key, lsn),
             Place::Buffered => self.delete(key, lsn),
             Place::Absent => Ok(false),
         }
@@ -786,9 +858,39 @@ impl Tree {
             .expect("descends whatever is resident"))
     }
 
+    /// [`Tree::descend`] that first tries the route of the last one (see
+    /// [`Route`]) and leaves its own route for the next.
+    fn descend_routed(&mut self, key: &[u8], resident_only: bool) -> Result<Option<LeafPath>> {
+        if self.route.covers(self.shape, key) {
+            let leaf = self.route.leaf;
+            let node = self.pager.view().get_arc(leaf).cloned();
+            if let Some(node) = node.filter(|n| matches!(**n, Node::Leaf(_))) {
+                return Ok(Some((self.route.path.clone(), leaf, node)));
+            }
+        }
+        let mut route = std::mem::take(&mut self.route);
+        let found = self.descend_recording(key, resident_only, Some(&mut route));
+        self.route = route;
+        found
+    }
+
     /// [`Tree::path_to_leaf`]; with `resident_only`, `None` at the first
     /// page on the way that is not in the pool.
     fn descend(&self, key: &[u8], resident_only: bool) -> Result<Option<LeafPath>> {
+        self.descend_recording(key, resident_only, None)
+    }
+
+    /// [`Tree::descend`], recording in `route` the way to the leaf and its
+    /// bounds when every page on the way is resident (else no route).
+    fn descend_recording(
+        &self,
+        key: &[u8],
+        resident_only: bool,
+        mut route: Option<&mut Route>,
+    ) -> Result<Option<LeafPath>> {
+        if let Some(r) = route.as_deref_mut() {
+            r.restart();
+        }
         let mut path = Vec::with_capacity(4);
         let mut page = self.meta.root;
         {
@@ -800,8 +902,18 @@ impl Tree {
                     Some(node) => match &**node {
                         Node::Branch { first, entries } => {
                             page = Self::step(&mut path, page, *first, entries, key);
+                            if let Some(r) = route.as_deref_mut() {
+                                r.step(entries, path.last().expect("just pushed").child);
+                            }
                         }
-                        Node::Leaf(_) => return Ok(Some((path, page, node.clone()))),
+                        Node::Leaf(_) => {
+                            if let Some(r) = route {
+                                r.path.clone_from(&path);
+                                r.leaf = page;
+                                r.shape = self.shape;
+                            }
+                            return Ok(Some((path, page, node.clone())));
+                        }
                         _ => break,
                     },
                     None if resident_only => return Ok(None),
@@ -840,6 +952,8 @@ impl Tree {
     }
 
     fn alloc(&mut self, lsn: u64) -> Result<u64> {
+        // A page joins the tree: its shape changes (see `Route`).
+        self.shape += 1;
         let head = self.meta.free_head;
         if head == 0 {
             self.meta.page_count += 1;
@@ -856,6 +970,8 @@ impl Tree {
     }
 
     fn free_page(&mut self, page: u64, lsn: u64) {
+        // A page leaves the tree: its shape changes (see `Route`).
+        self.shape += 1;
         self.pager.put_new(
             page,
             Node::Free {

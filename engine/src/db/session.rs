@@ -570,6 +570,11 @@ impl Session {
         if let Some(db) = full {
             self.inner.merge_full(&db)?;
         }
+        if self.txn.is_some() {
+            // A large transaction's records go to the file as it grows,
+            // on the journal's own thread (see `Journal::write_ahead`).
+            self.inner.journal.request_write_ahead();
+        }
         Ok(Some((w.start, w.end)))
     }
 

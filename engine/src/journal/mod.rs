@@ -47,4 +47,4 @@ pub use reader::JournalReader;
 pub use record::{ChangeRef, Record, RecordKind, TxnId};
 pub use recovery::{OpenReport, TailRepair};
 pub use segment::{parse_segment_file_name, segment_file_name, SegmentHeader};
-pub use writer::{FlusherHandle, Journal, JournalOptions};
+pub use writer::{FlusherHandle, Journal, JournalOptions, WriteAheadHandle};

@@ -8,21 +8,26 @@
 //! 1. creating a segment: create, write the 64-byte header, sync the file,
 //!    sync the folder; only then are records written into it, and only
 //!    after every earlier segment has been synced for the last time;
-//! 2. a batch: ONE write of whole records, at most `max_batch_bytes` long
-//!    (or a single record, if that one record is longer), at the end of the
-//!    last segment's records, then (once per `RESERVE_BYTES`) a write of
-//!    zeros after it, followed by ONE sync; nothing is written while a batch
-//!    is in flight, and a batch is acknowledged only after its sync;
+//! 2. records: writes of whole records at the end of the last segment's
+//!    records (each followed, once per `RESERVE_BYTES`, by a write of zeros
+//!    after it), then ONE sync that makes them all durable. The bytes
+//!    written since the last sync never exceed `max_batch_bytes` (or a
+//!    single record, if that one record is longer, written alone after a
+//!    sync). Usually one write per sync (a group-commit batch); a large
+//!    transaction's records may be written ahead in several
+//!    (`Journal::write_ahead`) before the sync of its commit. Nothing is
+//!    acknowledged before its sync;
 //! 3. before a roll and at a clean close: cutting the last segment's
 //!    reserved zeros (`set_len` to its records + sync), so only the last
 //!    segment can end in zeros;
 //! 4. at open: truncating a torn tail (`set_len` + sync), removing a torn
 //!    segment (remove + folder sync), and a sync of the last segment.
 //!
-//! So after a crash, everything up to the end of the last completed batch is
-//! intact, and what follows is at most one batch that may be missing, cut
-//! short, zero-filled, or torn sector by sector (some sectors written, some
-//! not). Every acknowledged record lies before that batch.
+//! So after a crash, everything up to the end of the last sync is intact,
+//! and what follows is at most one batch's worth (`max_batch_bytes`) that
+//! may be missing, cut short, zero-filled, or torn sector by sector (some
+//! sectors written, some not), in any pattern. Every acknowledged record
+//! lies before it.
 //!
 //! # Scan
 //!

@@ -14,9 +14,15 @@
 //!   position and wakes the committers it covered, and one more to lead
 //!   the next batch (see [`LeaderGuard`]). A committer that finds a flush
 //!   running parks until then, and checks again.
-//! - Every sync makes new bytes durable: a batch is synced only if it wrote
-//!   bytes (nothing pending, no sync), and a committer whose position is
-//!   already durable never leads. Besides batches, only the creation of a
+//! - [`Journal::write_ahead`] also takes the leader role, when it is free:
+//!   it writes pending records to the segment file without a sync, and asks
+//!   the OS to start sending them to the disk, so the commit that follows
+//!   finds them written (and mostly on the disk) and syncs at once. The
+//!   bytes written and not synced (`written - durable`) never exceed
+//!   `max_batch_bytes`: recovery's torn-tail rule relies on it.
+//! - Every sync makes new bytes durable: a flush syncs only if it wrote
+//!   bytes or found bytes written ahead (nothing pending, no sync), and a
+//!   committer whose position is already durable never leads. Besides batches, only the creation of a
 //!   segment (its header, at a roll) and a truncate sync, so without
 //!   truncates `syncs = batches + new segments` after open, and
 //!   `batches <= commits`.
@@ -30,8 +36,10 @@
 //! Invariants:
 //! - `durable <= end`; both are record boundaries.
 //! - Every byte below `durable` is written and synced in a segment file.
-//! - Bytes in `[durable, pending.start)` are being written by the leader;
-//!   bytes in `[pending.start, end)` are only in memory.
+//! - Bytes in `[durable, written)` are in the segment file, not synced;
+//!   `written - durable <= max_batch_bytes`. Bytes in `[written,
+//!   pending.start)` are being written by the leader; bytes in
+//!   `[pending.start, end)` are only in memory.
 
 use std::cell::RefCell;
 use std::path::{Path, PathBuf};
@@ -69,6 +77,10 @@ pub struct JournalOptions {
     /// tests that count syncs to cut a simulated disk turn it off, since
     /// the thread's syncs would fall at varying places.
     pub zero_fill_thread: bool,
+    /// [`Journal::write_ahead`] writes appended records to the segment
+    /// file (unsynced) once at least this many wait in memory; 0 turns it
+    /// off. Default 64 KiB.
+    pub write_ahead_bytes: u64,
 }
 
 impl Default for JournalOptions {
@@ -77,6 +89,7 @@ impl Default for JournalOptions {
             segment_bytes: 64 * 1024 * 1024,
             max_batch_bytes: 4 * 1024 * 1024,
             zero_fill_thread: true,
+            write_ahead_bytes: 64 * 1024,
         }
     }
 }
@@ -143,6 +156,33 @@ impl FlusherSignal {
         if self.idle.load(Ordering::SeqCst) {
             let _g = self.stop.lock();
             self.wake.notify_one();
+        }
+    }
+}
+
+/// How sessions wake the write-ahead thread ([`Journal::start_write_ahead`]):
+/// `asked` is set by the first request since the thread last looked, which
+/// alone takes the lock and notifies.
+#[derive(Default)]
+struct WriteAheadSignal {
+    asked: std::sync::atomic::AtomicBool,
+    /// `true` once the thread must stop.
+    stop: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// Stops the write-ahead thread when dropped.
+pub struct WriteAheadHandle {
+    inner: Arc<Inner>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for WriteAheadHandle {
+    fn drop(&mut self) {
+        *self.inner.write_ahead.stop.lock() = true;
+        self.inner.write_ahead.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
         }
     }
 }
@@ -219,6 +259,8 @@ pub(crate) struct Inner {
     pub(super) leader: Mutex<bool>,
     /// The background flusher (see [`Journal::start_flusher`]), if any.
     flusher: FlusherSignal,
+    /// The write-ahead thread (see [`Journal::start_write_ahead`]), if any.
+    write_ahead: WriteAheadSignal,
     /// Flushes asked of the background flusher ([`Journal::request_flush`]).
     requested: AtomicU64,
     /// Committers waiting for a running flush, parked: `(position, thread)`.
@@ -263,11 +305,22 @@ impl Inner {
         }
     }
 
-    /// Moves up to `max_batch_bytes` of pending records (whole records, at
-    /// least one) into the empty `out`. Returns the batch's position and the
-    /// stored crc of its last record.
-    fn take_batch(&self, out: &mut Vec<u8>) -> Option<(Lsn, u32)> {
-        let max = self.opts.max_batch_bytes;
+    /// Bytes that may still be written before a sync: recovery takes
+    /// damage followed by valid records reaching farther than
+    /// `max_batch_bytes` for corruption, so no more than that is ever
+    /// written and not synced.
+    fn unsynced_room(&self) -> u64 {
+        // `durable` first: `written` only grows past it.
+        let durable = self.durable.load(Ordering::Acquire);
+        let unsynced = self.written.load(Ordering::Acquire).saturating_sub(durable);
+        self.opts.max_batch_bytes.saturating_sub(unsynced)
+    }
+
+    /// Moves up to `max` bytes of pending records (whole records) into the
+    /// empty `out`: at least one record if `one_at_least` (a record longer
+    /// than `max` then goes alone), else none if the first is too long.
+    /// Returns the batch's position and the stored crc of its last record.
+    fn take_batch(&self, out: &mut Vec<u8>, max: u64, one_at_least: bool) -> Option<(Lsn, u32)> {
         let mut p = self.pending.lock();
         let avail = &p.buf[p.taken..];
         if avail.is_empty() {
@@ -286,11 +339,14 @@ impl Inner {
             hb.copy_from_slice(&avail[cut..cut + FrameHeader::LEN]);
             let h = FrameHeader::from_bytes(&hb);
             let next = cut + h.frame_len() as usize;
-            if cut > 0 && next as u64 > max {
+            if (cut > 0 || !one_at_least) && next as u64 > max {
                 break;
             }
             cut = next;
             crc = h.crc;
+        }
+        if cut == 0 {
+            return None;
         }
         out.extend_from_slice(&avail[..cut]);
         p.taken += cut;
@@ -303,16 +359,39 @@ impl Inner {
     }
 
     /// One batch: take, write, sync, publish. Leader only. With nothing
-    /// pending it does nothing (and does not sync).
+    /// pending and nothing written ahead it does nothing (and does not
+    /// sync). The batch is cut so that it and the bytes written ahead stay
+    /// within `max_batch_bytes`; if the next record does not fit beside
+    /// them, this flush only syncs them, and the next one takes it.
     pub(super) fn flush_batch(&self, active: &mut Active) -> Result<(), JournalError> {
         // A leader that failed left `pending` and `active` out of step: no
         // later leader may write.
         self.check_poison()?;
+        let room = self.unsynced_room();
+        let nothing_unsynced = room == self.opts.max_batch_bytes;
+        self.write_pending(active, room, nothing_unsynced)?;
+        if self.written_lsn() > self.durable_lsn() {
+            self.sync_written(active)?;
+        }
+        Ok(())
+    }
+
+    /// Writes up to `max` bytes of pending records (see
+    /// [`Inner::take_batch`] for `one_at_least`) to the segment file, not
+    /// synced. Leader only. Returns the bytes written.
+    fn write_pending(
+        &self,
+        active: &mut Active,
+        max: u64,
+        one_at_least: bool,
+    ) -> Result<u64, JournalError> {
         let mut batch = std::mem::take(&mut active.spare);
         batch.clear();
-        let result = match self.take_batch(&mut batch) {
-            Some((start, last_crc)) => self.write_batch(active, start, &batch, last_crc),
-            None => Ok(()),
+        let result = match self.take_batch(&mut batch, max, one_at_least) {
+            Some((start, last_crc)) => self
+                .write_batch(active, start, &batch, last_crc)
+                .map(|()| batch.len() as u64),
+            None => Ok(0),
         };
         batch.clear();
         if batch.capacity() as u64 > 2 * self.opts.max_batch_bytes.max(1 << 20) {
@@ -322,6 +401,9 @@ impl Inner {
         result
     }
 
+    /// Writes one batch of whole records at the end of the segment's
+    /// records (rolling to a new segment first if it is full), not synced,
+    /// and publishes it as written.
     fn write_batch(
         &self,
         active: &mut Active,
@@ -329,8 +411,12 @@ impl Inner {
         batch: &[u8],
         last_crc: u32,
     ) -> Result<(), JournalError> {
-        debug_assert!(!batch.is_empty(), "an empty batch is never synced");
+        debug_assert!(!batch.is_empty(), "an empty batch is never written");
         if active.len >= self.opts.segment_bytes && active.len > SegmentHeader::LEN {
+            // A segment is synced for the last time before the next exists.
+            if self.written_lsn() > self.durable_lsn() {
+                self.sync_written(active)?;
+            }
             self.roll(active, start)?;
         }
         let at = active.start.offset(active.len - SegmentHeader::LEN);
@@ -367,11 +453,20 @@ impl Inner {
             }
             active.reserved = batch_end + ahead;
         }
+        active.len = batch_end;
+        active.last_crc = last_crc;
         // Readable now: let streams send it while we sync.
         self.written
             .store(start.0 + batch.len() as u64, Ordering::Release);
         drop(self.written_lock.lock());
         self.written_changed.notify_all();
+        Ok(())
+    }
+
+    /// Syncs the segment and publishes everything written as durable.
+    /// Leader only; something must be written and not synced.
+    fn sync_written(&self, active: &mut Active) -> Result<(), JournalError> {
+        let upto = self.written_lsn();
         if let Err(e) = active.file.sync() {
             return Err(self.poison(format!(
                 "sync of journal segment {} failed: {e}",
@@ -384,10 +479,7 @@ impl Inner {
             return Err(self.poison(why));
         }
         self.batches.fetch_add(1, Ordering::Relaxed);
-        active.len += batch.len() as u64;
-        active.last_crc = last_crc;
-        self.durable
-            .store(start.0 + batch.len() as u64, Ordering::Release);
+        self.durable.store(upto.0, Ordering::Release);
         if let Some((r, _)) = &self.reserver {
             active.reserved = r.collect(active.reserved, 0);
             if active.reserved < active.len + reserve::AHEAD {
@@ -690,6 +782,7 @@ impl Journal {
             leader: Mutex::new(false),
             committers: Mutex::new(Vec::new()),
             flusher: FlusherSignal::default(),
+            write_ahead: WriteAheadSignal::default(),
             requested: AtomicU64::new(0),
             flushed: Condvar::new(),
             active: Mutex::new(active),
@@ -909,6 +1002,101 @@ impl Journal {
             let _guard = LeaderGuard(inner);
             let mut active = inner.active.lock();
             inner.flush_batch(&mut active)?;
+        }
+    }
+
+    /// Writes the records appended so far to the segment file, without a
+    /// sync, if at least `write_ahead_bytes` of them wait in memory and no
+    /// flush is running; and asks the OS to start sending them to the disk
+    /// ([`VfsFile::start_writeback`]). A large transaction calls this as it
+    /// goes: its commit then finds most of its records written and on their
+    /// way to the disk, and syncs the rest at once (the sync no longer has
+    /// to transfer them all), and a mirror primary streams them to its
+    /// backups before the commit. Nothing becomes durable or acknowledged
+    /// here; at most `max_batch_bytes` stay written and not synced.
+    ///
+    /// [`VfsFile::start_writeback`]: crate::storage::VfsFile::start_writeback
+    pub fn write_ahead(&self) -> Result<(), JournalError> {
+        let inner = &*self.inner;
+        if !self.write_ahead_due() {
+            return Ok(());
+        }
+        {
+            let mut leading = inner.leader.lock();
+            if *leading {
+                return Ok(()); // a flush is taking them anyway
+            }
+            *leading = true;
+        }
+        let _guard = LeaderGuard(inner);
+        let mut active = inner.active.lock();
+        inner.check_poison()?;
+        let n = inner.write_pending(&mut active, inner.unsynced_room(), false)?;
+        if n == 0 {
+            return Ok(());
+        }
+        // At the end of the segment's records (a roll may have started a
+        // new one for them).
+        if let Err(e) = active.file.start_writeback(active.len - n, n) {
+            return Err(inner.poison(format!(
+                "starting the write-back of journal segment {} failed: {e}",
+                active.name
+            )));
+        }
+        Ok(())
+    }
+
+    /// Whether [`Journal::write_ahead`] would write now.
+    fn write_ahead_due(&self) -> bool {
+        let due = self.inner.opts.write_ahead_bytes;
+        due > 0 && self.end_lsn().0.saturating_sub(self.inner.written_lsn().0) >= due
+    }
+
+    /// Asks the write-ahead thread, if one runs, for a
+    /// [`Journal::write_ahead`] when it is due. Cheap when it is not (two
+    /// loads): a session in a transaction calls it after every change.
+    pub fn request_write_ahead(&self) {
+        let signal = &self.inner.write_ahead;
+        if self.write_ahead_due() && !signal.asked.swap(true, Ordering::AcqRel) {
+            let _g = signal.stop.lock();
+            signal.wake.notify_one();
+        }
+    }
+
+    /// Starts a thread that does [`Journal::write_ahead`] when asked
+    /// ([`Journal::request_write_ahead`]), so the sessions appending do not
+    /// spend their time in the write and the write-back's start (measured:
+    /// done inline, they cost the loading thread what the commit's sync
+    /// saved).
+    pub fn start_write_ahead(&self) -> WriteAheadHandle {
+        let j = Journal {
+            inner: self.inner.clone(),
+        };
+        let thread = std::thread::Builder::new()
+            .name("redoubt-journal-ahead".into())
+            .spawn(move || {
+                let signal = &j.inner.write_ahead;
+                loop {
+                    {
+                        let mut stop = signal.stop.lock();
+                        while !*stop && !signal.asked.load(Ordering::Acquire) {
+                            signal.wake.wait(&mut stop);
+                        }
+                        if *stop {
+                            return;
+                        }
+                    }
+                    // Cleared first: a request from now on wakes us again.
+                    signal.asked.store(false, Ordering::Release);
+                    if j.write_ahead().is_err() {
+                        return; // poisoned: every commit fails from now on
+                    }
+                }
+            })
+            .expect("spawn journal write-ahead thread");
+        WriteAheadHandle {
+            inner: self.inner.clone(),
+            thread: Some(thread),
         }
     }
 

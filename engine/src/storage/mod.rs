@@ -55,6 +55,13 @@ pub trait VfsFile: Send + Sync {
     }
     /// Makes every earlier write and `set_len` of this file durable.
     fn sync(&self) -> io::Result<()>;
+    /// Asks for `len` bytes written at `offset` to start going to the disk
+    /// now, without waiting for them; durable only after a later
+    /// [`VfsFile::sync`]. A hint: the default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        let _ = (offset, len);
+        Ok(())
+    }
     fn len(&self) -> io::Result<u64>;
     fn set_len(&self, len: u64) -> io::Result<()>;
 

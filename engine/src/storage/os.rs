@@ -133,6 +133,36 @@ impl VfsFile for OsFile {
             .map_err(|e| context(e, "sync", &self.path))
     }
 
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux: the kernel
+    /// starts writing the range back and returns; the later `fdatasync`
+    /// waits for what is still in flight and flushes the disk's cache.
+    fn start_writeback(&self, offset: u64, len: u64) -> io::Result<()> {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            // SAFETY: a plain system call on a file descriptor this file
+            // owns for its whole life; it reads no memory of ours.
+            let r = unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    offset as libc::off64_t,
+                    len as libc::off64_t,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+            if r != 0 {
+                return Err(context(
+                    io::Error::last_os_error(),
+                    &format!("start write-back of {len} bytes at offset {offset} of"),
+                    &self.path,
+                ));
+            }
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
+        Ok(())
+    }
+
     fn len(&self) -> io::Result<u64> {
         Ok(self
             .file

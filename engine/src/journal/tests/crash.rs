@@ -27,12 +27,15 @@ fn long_tests() -> bool {
 }
 
 /// A workload: `threads` writers, each appending `per_thread` records;
-/// writer `t` commits every `1 + t % 3` records (so batches mix single
-/// commits and groups).
+/// writer `t` commits every `1 + t % 3 + longer` records (so batches mix
+/// single commits and groups). With `opts.write_ahead_bytes` set, writers
+/// call [`Journal::write_ahead`] after every append, as a session in a
+/// transaction does.
 #[derive(Clone, Copy)]
 struct Workload {
     threads: u32,
     per_thread: u32,
+    longer: u32,
     opts: JournalOptions,
 }
 
@@ -43,6 +46,8 @@ struct Seen {
     appended: Vec<(Lsn, Record)>,
     /// End of every record whose wait_durable returned Ok.
     acked: Vec<Lsn>,
+    /// Times a write-ahead left records written and not synced.
+    written_ahead: usize,
 }
 
 /// Runs the workload on `sim` until it finishes or the disk dies.
@@ -57,7 +62,7 @@ fn run(sim: &SimFs, dir: &Path, w: Workload) -> Seen {
         .map(|t| {
             let (j, seen) = (j.clone(), seen.clone());
             std::thread::spawn(move || {
-                let group = 1 + t % 3;
+                let group = 1 + t % 3 + w.longer;
                 let mut unacked = Vec::new();
                 for i in 0..w.per_thread {
                     let rec = tagged(t, i, 10 + ((i * 37 + t * 11) % 180) as usize);
@@ -66,6 +71,14 @@ fn run(sim: &SimFs, dir: &Path, w: Workload) -> Seen {
                     };
                     seen.lock().appended.push((start, rec));
                     unacked.push(end);
+                    if w.opts.write_ahead_bytes > 0 {
+                        if j.write_ahead().is_err() {
+                            return;
+                        }
+                        if j.written_lsn() > j.durable_lsn() {
+                            seen.lock().written_ahead += 1;
+                        }
+                    }
                     if unacked.len() as u32 == group || i + 1 == w.per_thread {
                         if j.wait_durable(end).is_err() {
                             return;
@@ -166,10 +179,12 @@ fn crash_images_keep_every_acknowledged_record_concurrent() {
     let w = Workload {
         threads: 4,
         per_thread: if long_tests() { 60 } else { 15 },
+        longer: 0,
         opts: JournalOptions {
             segment_bytes: 3000,
             max_batch_bytes: 700,
             zero_fill_thread: false,
+            ..JournalOptions::default()
         },
     };
     let points = sync_points(w) + 2;
@@ -190,10 +205,12 @@ fn crash_images_keep_every_acknowledged_record_rolling() {
     let w = Workload {
         threads: 1,
         per_thread: if long_tests() { 150 } else { 50 },
+        longer: 0,
         opts: JournalOptions {
             segment_bytes: 500,
             max_batch_bytes: 300,
             zero_fill_thread: false,
+            ..JournalOptions::default()
         },
     };
     let points = sync_points(w) + 2;
@@ -214,16 +231,52 @@ fn crash_images_with_big_batches() {
     let w = Workload {
         threads: 8,
         per_thread: if long_tests() { 40 } else { 10 },
+        longer: 0,
         opts: JournalOptions {
             segment_bytes: 1 << 20,
             max_batch_bytes: 150,
             zero_fill_thread: false,
+            ..JournalOptions::default()
         },
     };
     let points = sync_points(w) + 2;
     let seeds = if long_tests() { 24 } else { 4 };
     let (runs, repairs) = crash_matrix(w, points, seeds);
     eprintln!("big-batch crash images: {runs} combinations over {points} sync points, {repairs} torn tails cut");
+    assert!(
+        repairs > 0,
+        "no crash image had a torn tail: the test does not test recovery"
+    );
+}
+
+#[test]
+fn crash_images_with_records_written_ahead_of_their_commits() {
+    // Writers commit every 5 to 7 records and write ahead past 150 bytes:
+    // crashes land with records written and not synced, across rolls, and
+    // with the unsynced bytes at their limit (one batch).
+    let w = Workload {
+        threads: 3,
+        per_thread: if long_tests() { 80 } else { 24 },
+        longer: 4,
+        opts: JournalOptions {
+            segment_bytes: 3000,
+            max_batch_bytes: 700,
+            zero_fill_thread: false,
+            write_ahead_bytes: 150,
+        },
+    };
+    let healthy = SimFs::new();
+    let seen = run(&healthy, &sim_dir(), w);
+    assert!(
+        seen.written_ahead > 10,
+        "records were written ahead {} times: the test does not test it",
+        seen.written_ahead
+    );
+    let points = healthy.syncs() + 2;
+    let seeds = if long_tests() { 24 } else { 5 };
+    let (runs, repairs) = crash_matrix(w, points, seeds);
+    eprintln!("write-ahead crash images: {runs} combinations over {points} sync points, {repairs} torn tails cut");
+    assert!(runs >= 100, "{runs}");
     assert!(
         repairs > 0,
         "no crash image had a torn tail: the test does not test recovery"

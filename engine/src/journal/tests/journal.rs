@@ -223,6 +223,7 @@ fn random_workloads_read_back_seeded() {
             segment_bytes: 2000 + seed * 300,
             max_batch_bytes: 300 + seed * 100,
             zero_fill_thread: false,
+            ..JournalOptions::default()
         };
         let (j, _) = env.open(opts, Lsn::ZERO);
         let mut recs = Vec::new();

@@ -42,6 +42,7 @@ fn small_opts() -> JournalOptions {
         // Off: these tests count syncs and fail or cut chosen ones; the
         // thread is tested on its own (`zero_fill`).
         zero_fill_thread: false,
+        ..JournalOptions::default()
     }
 }
 

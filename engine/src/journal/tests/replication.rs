@@ -303,6 +303,7 @@ fn read_raw_verifies_what_it_returns_even_from_a_known_position() {
             segment_bytes: 1 << 20,
             max_batch_bytes: 1024,
             zero_fill_thread: false,
+            ..JournalOptions::default()
         };
         let (j, _) = env.open(opts, Lsn::ZERO);
         let pos = append_all(&j, &recs);
@@ -880,6 +881,7 @@ fn a_crash_during_append_raw_leaves_a_prefix() {
         segment_bytes: 2000,
         max_batch_bytes: 700,
         zero_fill_thread: false,
+        ..JournalOptions::default()
     };
     let dir = super::sim_dir();
     let feed = |sim: &SimFs| -> Lsn {

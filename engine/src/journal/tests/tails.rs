@@ -14,6 +14,7 @@ fn one_segment() -> JournalOptions {
         segment_bytes: 1 << 20,
         max_batch_bytes: 1024,
         zero_fill_thread: false,
+        ..JournalOptions::default()
     }
 }
 
@@ -394,6 +395,7 @@ fn damage_in_an_earlier_segment_is_corruption() {
         segment_bytes: 2048,
         max_batch_bytes: 1024,
         zero_fill_thread: false,
+        ..JournalOptions::default()
     };
     for env in Env::both() {
         let (_, pos, _) = write_log(&env, opts, 120);

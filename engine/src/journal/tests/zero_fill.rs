@@ -13,6 +13,7 @@ fn opts(segment_bytes: u64) -> JournalOptions {
         segment_bytes,
         max_batch_bytes: 64 * 1024,
         zero_fill_thread: true,
+        ..JournalOptions::default()
     }
 }
 

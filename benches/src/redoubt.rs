@@ -56,7 +56,9 @@ impl Store for Redoubt {
     }
 
     fn key(raw: &RawKey) -> Key {
-        let s = String::from_utf8_lossy(raw).into_owned();
+        let s = std::str::from_utf8(raw)
+            .expect("benchmark keys are ASCII")
+            .to_owned();
         Key::new(GLOBAL, vec![Subscript::Str(s)]).expect("valid global name")
     }
 

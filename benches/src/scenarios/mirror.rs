@@ -249,7 +249,9 @@ fn still_synced(m: &Mirror) -> Option<String> {
 }
 
 fn key(raw: &RawKey) -> Key {
-    let s = String::from_utf8_lossy(raw).into_owned();
+    let s = std::str::from_utf8(raw)
+        .expect("benchmark keys are ASCII")
+        .to_owned();
     Key::new("B", vec![Subscript::Str(s)]).expect("valid global name")
 }
 

@@ -167,6 +167,8 @@ pub(crate) struct Inner {
     pub(crate) next_txn: AtomicU64,
     pub(crate) next_session: AtomicU64,
     pub(crate) poison: Mutex<Option<String>>,
+    /// `poison` is set: the check on every write reads this flag only.
+    pub(crate) poisoned: AtomicBool,
     /// Held for a whole flush cycle; holds buffers reused from cycle to
     /// cycle.
     pub(crate) cycle: Mutex<flush::CycleBuffers>,
@@ -477,6 +479,9 @@ impl Inner {
         if self.closed.load(Ordering::SeqCst) {
             return Err(EngineError::Closed);
         }
+        if !self.poisoned.load(Ordering::Acquire) {
+            return Ok(());
+        }
         match &*self.poison.lock() {
             Some(why) => Err(EngineError::Poisoned(why.clone())),
             None => Ok(()),
@@ -490,6 +495,7 @@ impl Inner {
         if p.is_none() {
             tracing::error!(error = %e, "store poisoned; reopen to recover");
             *p = Some(e.to_string());
+            self.poisoned.store(true, Ordering::Release);
         }
         e
     }

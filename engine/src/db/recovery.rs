@@ -268,6 +268,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         next_txn: AtomicU64::new(1),
         next_session: AtomicU64::new(1),
         poison: Mutex::new(None),
+        poisoned: AtomicBool::new(false),
         cycle: Mutex::new(Default::default()),
         creating: Mutex::new(()),
         daemon_wake: (Mutex::new(DaemonWake::default()), Condvar::new()),

@@ -541,10 +541,6 @@ impl Session {
     ) -> Result<Option<(Lsn, Lsn)>> {
         self.inner.check_poison()?;
         drop(self.inner.gate.before_write()?);
-        key.check_size().map_err(|_| EngineError::KeyTooLong {
-            len: key.encoded_len(),
-            max: model::MAX_ENCODED_KEY,
-        })?;
         let db = self.db(dbname)?;
         self.inner.throttle(&db)?;
         let mut new = std::mem::take(&mut self.value_buf);
@@ -592,6 +588,12 @@ impl Session {
         // Everything that does not depend on the before-image is prepared
         // outside the lock.
         let enc = key.encode();
+        if enc.len() > model::MAX_ENCODED_KEY {
+            return Err(EngineError::KeyTooLong {
+                len: enc.len(),
+                max: model::MAX_ENCODED_KEY,
+            });
+        }
         let txn = self.txn_id();
         let time_us = now_us();
         let mut tree = db.tree.write();

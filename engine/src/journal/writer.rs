@@ -254,6 +254,8 @@ pub(crate) struct Inner {
     pub(super) syncs: AtomicU64,
     /// Batches written and synced (flushes that wrote bytes).
     batches: AtomicU64,
+    /// Writes ahead of a commit ([`Journal::write_ahead`]) that wrote bytes.
+    writes_ahead: AtomicU64,
     poison: OnceLock<String>,
     /// True while a flush leader runs (or a truncate, which excludes flushes).
     pub(super) leader: Mutex<bool>,
@@ -778,6 +780,7 @@ impl Journal {
             written_changed: Condvar::new(),
             syncs: AtomicU64::new(syncs),
             batches: AtomicU64::new(0),
+            writes_ahead: AtomicU64::new(0),
             poison: OnceLock::new(),
             leader: Mutex::new(false),
             committers: Mutex::new(Vec::new()),
@@ -1035,6 +1038,7 @@ impl Journal {
         if n == 0 {
             return Ok(());
         }
+        inner.writes_ahead.fetch_add(1, Ordering::Relaxed);
         // At the end of the segment's records (a roll may have started a
         // new one for them).
         if let Err(e) = active.file.start_writeback(active.len - n, n) {
@@ -1136,6 +1140,11 @@ impl Journal {
     }
 
     /// True once a write or sync failed; every later append and wait fails.
+    /// Writes ahead of a commit so far ([`Journal::write_ahead`]).
+    pub fn writes_ahead(&self) -> u64 {
+        self.inner.writes_ahead.load(Ordering::Relaxed)
+    }
+
     pub fn is_poisoned(&self) -> bool {
         self.inner.poison.get().is_some()
     }

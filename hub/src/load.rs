@@ -2,10 +2,14 @@
 //! the pieces of the kill -9 test and of `redoubt demo`.
 //!
 //! The loader prints one line per acknowledged commit, after the commit
-//! returned: `ack <thread> <seq>`. A commit is either one SET of
-//! `^Load(thread,seq)` or a transaction that sets `^Load(thread,seq)` and
-//! `^Load(thread,seq,"t",1..=3)` together. Whatever the loader printed before
-//! it was killed must be in the database after recovery.
+//! returned: `ack <thread> <seq> <writes ahead>` (the last: how many times
+//! the journal has written a transaction's records ahead of its commit). A commit is either one SET of
+//! `^Load(thread,seq)` (even `seq`) or a transaction that sets
+//! `^Load(thread,seq)` and `^Load(thread,seq,"t",1..=n)` together (odd
+//! `seq`; `n` is 3, or [`BIG_TXN`] for every tenth, whose records the
+//! journal writes ahead of the commit). Whatever the loader printed before
+//! it was killed must be in the database after recovery, whole; a
+//! transaction it had not acknowledged is there whole or not at all.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -17,6 +21,19 @@ use redoubt_engine::model::{Key, Subscript, Value};
 use redoubt_engine::{Engine, EngineOptions};
 
 pub const DB: &str = "LOAD";
+
+/// Nodes of a big transaction: over 64 KiB of journal records, so the
+/// journal writes them ahead of the commit (`Journal::write_ahead`).
+pub const BIG_TXN: i64 = 2000;
+
+/// Extra nodes the commit `seq` sets under `^Load(thread,seq,"t")`.
+fn extra_nodes(seq: u64) -> i64 {
+    match seq {
+        s if s % 2 == 0 => 0,
+        s if s % 10 == 5 => BIG_TXN,
+        _ => 3,
+    }
+}
 
 fn key(thread: u32, seq: u64, sub: Option<i64>) -> Key {
     let mut subs = vec![Subscript::Int(thread as i64), Subscript::Int(seq as i64)];
@@ -73,13 +90,14 @@ pub fn run_writers(data: &Path, threads: u32, commits: u64) -> Result<()> {
                     } else {
                         s.tstart()?;
                         s.set(DB, &key(t, seq, None), &value(t, seq))?;
-                        for sub in 1..=3 {
+                        for sub in 1..=extra_nodes(seq) {
                             s.set(DB, &key(t, seq, Some(sub)), &Value::Int(sub))?;
                         }
                         s.tcommit()?;
                     }
+                    let ahead = engine.journal().writes_ahead();
                     let mut o = out.lock().expect("stdout lock");
-                    writeln!(o, "ack {t} {seq}")?;
+                    writeln!(o, "ack {t} {seq} {ahead}")?;
                     o.flush()?;
                 }
                 Ok(())
@@ -93,9 +111,29 @@ pub fn run_writers(data: &Path, threads: u32, commits: u64) -> Result<()> {
 }
 
 /// The highest acknowledged sequence number per thread, from the lines a
-/// loader printed (a torn last line is ignored).
+/// loader printed (a torn last line is ignored). Returns the number of
+/// acknowledged commits.
 pub fn parse_acks(reader: impl BufRead, acked: &mut BTreeMap<u32, u64>) -> Result<u64> {
-    let mut n = 0;
+    parse_load_output(reader, acked).map(|o| o.acks)
+}
+
+/// What a loader printed, besides the acknowledged sequence numbers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoadOutput {
+    /// Acknowledged commits.
+    pub acks: u64,
+    /// Writes of transactions' records ahead of their commits, as the
+    /// last ack line counted them.
+    pub writes_ahead: u64,
+}
+
+/// [`parse_acks`], also reading the writes-ahead count.
+pub fn parse_load_output(
+    reader: impl BufRead,
+    acked: &mut BTreeMap<u32, u64>,
+) -> Result<LoadOutput> {
+    let mut out = LoadOutput::default();
+    let n = &mut out.acks;
     for line in reader.lines() {
         let line = line?;
         let mut parts = line.split_whitespace();
@@ -110,14 +148,19 @@ pub fn parse_acks(reader: impl BufRead, acked: &mut BTreeMap<u32, u64>) -> Resul
         };
         let e = acked.entry(t).or_insert(0);
         *e = (*e).max(seq);
-        n += 1;
+        *n += 1;
+        if let Some(Ok(ahead)) = parts.next().map(str::parse::<u64>) {
+            out.writes_ahead = out.writes_ahead.max(ahead);
+        }
     }
-    Ok(n)
+    Ok(out)
 }
 
 /// Checks that every acknowledged commit is present and whole: for each
 /// thread, every sequence up to its highest ack, with the transaction's
-/// three extra nodes for odd sequences. Returns the number checked.
+/// extra nodes for odd sequences; and that the commit after the last
+/// acknowledged one (perhaps cut off mid-transaction) is whole or absent.
+/// Returns the number checked.
 pub fn verify(engine: &Engine, acked: &BTreeMap<u32, u64>) -> Result<u64> {
     let s = engine.session();
     let mut checked = 0;
@@ -127,15 +170,29 @@ pub fn verify(engine: &Engine, acked: &BTreeMap<u32, u64>) -> Result<u64> {
             if got != Some(value(t, seq)) {
                 bail!("acknowledged commit ^Load({t},{seq}) is missing after recovery (found {got:?})");
             }
-            if seq % 2 == 1 {
-                for sub in 1..=3 {
-                    if s.get(DB, &key(t, seq, Some(sub)))? != Some(Value::Int(sub)) {
-                        bail!("transaction ^Load({t},{seq}) is only partly present after recovery");
-                    }
-                }
+            if present_nodes(&s, t, seq)? != extra_nodes(seq) {
+                bail!("transaction ^Load({t},{seq}) is only partly present after recovery");
             }
             checked += 1;
         }
+        let next = max + 1;
+        let head = s.get(DB, &key(t, next, None))?.is_some();
+        let nodes = present_nodes(&s, t, next)?;
+        let whole = head && nodes == extra_nodes(next);
+        if !whole && (head || nodes > 0) {
+            bail!("unacknowledged transaction ^Load({t},{next}) is partly present after recovery ({nodes} of {} nodes)", extra_nodes(next));
+        }
     }
     Ok(checked)
+}
+
+/// How many of commit `seq`'s extra nodes hold their value.
+fn present_nodes(s: &redoubt_engine::Session, t: u32, seq: u64) -> Result<i64> {
+    let mut n = 0;
+    for sub in 1..=extra_nodes(seq).max(3) {
+        if s.get(DB, &key(t, seq, Some(sub)))? == Some(Value::Int(sub)) {
+            n += 1;
+        }
+    }
+    Ok(n)
 }

@@ -6,7 +6,7 @@
 //! the journal has written a transaction's records ahead of its commit). A commit is either one SET of
 //! `^Load(thread,seq)` (even `seq`) or a transaction that sets
 //! `^Load(thread,seq)` and `^Load(thread,seq,"t",1..=n)` together (odd
-//! `seq`; `n` is 3, or [`BIG_TXN`] for every tenth, whose records the
+//! `seq`; `n` is 3, or [`BIG_TXN`] for every fiftieth, whose records the
 //! journal writes ahead of the commit). Whatever the loader printed before
 //! it was killed must be in the database after recovery, whole; a
 //! transaction it had not acknowledged is there whole or not at all.
@@ -26,11 +26,12 @@ pub const DB: &str = "LOAD";
 /// journal writes them ahead of the commit (`Journal::write_ahead`).
 pub const BIG_TXN: i64 = 2000;
 
-/// Extra nodes the commit `seq` sets under `^Load(thread,seq,"t")`.
+/// Extra nodes the commit `seq` sets under `^Load(thread,seq,"t")`. Big
+/// transactions are rare, so that most commits are small and quick.
 fn extra_nodes(seq: u64) -> i64 {
     match seq {
         s if s % 2 == 0 => 0,
-        s if s % 10 == 5 => BIG_TXN,
+        s if s % 50 == 25 => BIG_TXN,
         _ => 3,
     }
 }

@@ -11,6 +11,8 @@
 //! databases = ["USER"]            # created by the primary if missing
 //! cache_mb = 128                  # buffer pool per database
 //! journal_keep_mb = 1024          # journal kept for members that are away
+//! journal_write_ahead_kb = 64     # a big transaction's records go to disk
+//!                                 # ahead of its commit past this; 0: off
 //!
 //! [[members]]
 //! name = "a"
@@ -47,6 +49,10 @@ pub struct MemberFile {
     /// connected followers need, for members that are away.
     #[serde(default = "default_journal_keep_mb")]
     pub journal_keep_mb: u64,
+    /// A transaction's records are written ahead of its commit once this
+    /// many KiB wait; 0 turns it off.
+    #[serde(default = "default_journal_write_ahead_kb")]
+    pub journal_write_ahead_kb: u64,
     pub members: Vec<MemberEntry>,
 }
 
@@ -70,6 +76,10 @@ fn default_journal_keep_mb() -> u64 {
     1024
 }
 
+fn default_journal_write_ahead_kb() -> u64 {
+    64
+}
+
 impl MemberFile {
     pub fn load(path: &Path) -> Result<MemberFile> {
         let text =
@@ -87,6 +97,14 @@ impl MemberFile {
     pub fn to_config(&self) -> Result<MemberConfig, String> {
         if self.cache_mb == 0 {
             return Err("cache_mb: must be at least 1".into());
+        }
+        // At most a group-commit batch (4 MiB): more could not stay
+        // written and unsynced (what recovery allows after a crash).
+        if self.journal_write_ahead_kb > 4096 {
+            return Err(format!(
+                "journal_write_ahead_kb: at most 4096 (one journal batch), got {}",
+                self.journal_write_ahead_kb
+            ));
         }
         let members: Vec<MemberSpec> = self
             .members
@@ -116,6 +134,7 @@ impl MemberFile {
             databases: self.databases.clone(),
             cache_pages: (self.cache_mb * 1024 * 1024 / 8192) as usize,
             journal_keep_bytes: self.journal_keep_mb.saturating_mul(1 << 20),
+            journal_write_ahead_bytes: self.journal_write_ahead_kb * 1024,
             admin: self.admin.clone(),
         };
         cfg.validate()?;
@@ -157,6 +176,10 @@ kind = "async"
         assert_eq!(cfg.listen, "127.0.0.1:7701");
         assert_eq!(cfg.failover_peer().unwrap().name, "b");
         assert_eq!(cfg.qos, Duration::from_secs(2));
+        assert_eq!(cfg.journal_write_ahead_bytes, 64 * 1024, "the default");
+        let off = GOOD.replace("qos_ms = 2000", "qos_ms = 2000\njournal_write_ahead_kb = 0");
+        let cfg = MemberFile::parse(&off).unwrap().to_config().unwrap();
+        assert_eq!(cfg.journal_write_ahead_bytes, 0);
     }
 
     #[test]
@@ -191,6 +214,13 @@ kind = "async"
                 "arbiter:",
             ),
             (GOOD.replace("[\"USER\"]", "[\"1x\"]"), "databases"),
+            (
+                GOOD.replace(
+                    "qos_ms = 2000",
+                    "qos_ms = 2000\njournal_write_ahead_kb = 5000",
+                ),
+                "journal_write_ahead_kb",
+            ),
         ];
         for (text, want) in cases {
             let err = format!("{:#}", MemberFile::parse(&text).unwrap_err());

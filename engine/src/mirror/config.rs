@@ -45,6 +45,9 @@ pub struct MemberConfig {
     /// Journal kept beyond what recovery and connected followers need
     /// (see `EngineOptions::journal_keep_bytes`).
     pub journal_keep_bytes: u64,
+    /// A transaction's records are written ahead of its commit once this
+    /// many wait (see `JournalOptions::write_ahead_bytes`); 0: never.
+    pub journal_write_ahead_bytes: u64,
     /// Where this member's HTTP admin API listens, if it has one (served by
     /// the `redoubt` process; reported in the status so tools find it).
     pub admin: Option<String>,

@@ -27,6 +27,7 @@ use super::failover::{Command, Config as FailoverConfig, Event, Failover, Role, 
 use super::status::{FollowerStatus, MemberStatus};
 use super::{epoch_file, link_arbiter, link_peer, receiver, seed, serve};
 use crate::db::{Engine, EngineOptions};
+use crate::journal::JournalOptions;
 use crate::wire::MemberRole;
 use crate::Lsn;
 
@@ -288,6 +289,10 @@ impl Member {
             cache_pages: cfg.cache_pages,
             journal_keep_bytes: cfg.journal_keep_bytes,
             mirrored: true,
+            journal: JournalOptions {
+                write_ahead_bytes: cfg.journal_write_ahead_bytes,
+                ..JournalOptions::default()
+            },
             ..EngineOptions::default()
         };
         let (engine, report) =

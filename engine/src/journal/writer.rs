@@ -22,10 +22,11 @@
 //!   `max_batch_bytes`: recovery's torn-tail rule relies on it.
 //! - Every sync makes new bytes durable: a flush syncs only if it wrote
 //!   bytes or found bytes written ahead (nothing pending, no sync), and a
-//!   committer whose position is already durable never leads. Besides batches, only the creation of a
-//!   segment (its header, at a roll) and a truncate sync, so without
-//!   truncates `syncs = batches + new segments` after open, and
-//!   `batches <= commits`.
+//!   committer whose position is already durable never leads. Besides
+//!   batches, only the creation of a segment (its header, at a roll) and a
+//!   truncate sync, so without truncates `syncs = batches + new segments`
+//!   after open, and `batches <= commits` (plus, with writes ahead, one
+//!   per segment a write ahead rolls past: it syncs the old one first).
 //! - `active` (held only by the leader): the segment being written.
 //! - `segments` (read-mostly): the index readers use to find files.
 //! - [`Journal::truncate`] (in `writer_raw.rs`) takes the leader role, then

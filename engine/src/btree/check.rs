@@ -23,8 +23,8 @@ pub struct TreeCheck {
 /// Verifies: keys strictly ascending and inside their parent's separator
 /// bounds; every leaf at the same depth; no empty page below the root;
 /// overflow chains as long as their values; every page of the file
-/// reachable exactly once, from the root or from the free list; and no key
-/// of the insert buffer in a leaf.
+/// reachable exactly once, from the root, as a page of the free list or as
+/// a free page; and no key of the insert buffer in a leaf.
 pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
     let meta = &tree.meta;
     if meta.page_count < 2 {
@@ -34,12 +34,13 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
         ));
     }
     let file_pages = tree.pager.file().len().unwrap_or(0) / crate::wij::PAGE_SIZE as u64;
-    let dirty = tree.pager.resident() as u64;
-    if meta.page_count > file_pages + dirty + 1 {
+    // Pages never written yet are in the pool, or free.
+    let unwritten = (tree.pager.resident() + tree.free.counts().0) as u64;
+    if meta.page_count > file_pages + unwritten + 1 {
         return Err(corrupt(
             0,
             format!(
-                "page count {} exceeds the file's {file_pages} pages and the pool",
+                "page count {} exceeds the file's {file_pages} pages, the pool and the free pages",
                 meta.page_count
             ),
         ));
@@ -130,15 +131,31 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
         }
     }
     out.depth = leaf_depth.unwrap_or(1);
+    let (free, trunks) = tree.free.counts();
     let mut p = meta.free_head;
-    while p != 0 {
-        mark(&mut seen, p)?;
-        let Node::Free { next } = &*tree.pager.get(p)? else {
-            return Err(corrupt(p, "free list page is in use"));
+    for &trunk in trunks {
+        if p != trunk {
+            return Err(corrupt(
+                trunk,
+                "free list differs from the chain on the meta page",
+            ));
+        }
+        mark(&mut seen, trunk)?;
+        let Node::FreeList { next, .. } = &*tree.pager.get(trunk)? else {
+            return Err(corrupt(trunk, "expected a free-list page"));
         };
-        out.free_pages += 1;
         p = *next;
     }
+    if p != 0 {
+        return Err(corrupt(
+            p,
+            "free list differs from the chain on the meta page",
+        ));
+    }
+    for page in tree.free.pages() {
+        mark(&mut seen, page)?;
+    }
+    out.free_pages = free as u64;
     if let Some(leaked) = seen.iter().position(|s| !s) {
         return Err(corrupt(
             leaked as u64,

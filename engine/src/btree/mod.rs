@@ -8,7 +8,8 @@
 //! `split`). A leaf that empties is freed and unlinked from its parent;
 //! pages are not merged when they merely become underfull (a later insert
 //! fills them again). Freed pages go on a free list that allocation takes
-//! from first.
+//! from first, and a leaf in the tree on disk moves to a page the next
+//! flush may write directly before it changes (`free.rs`).
 //!
 //! New keys whose leaf is not resident may wait in the tree's insert
 //! buffer instead (`buffer.rs`); reads of one key see them, reads of
@@ -26,12 +27,15 @@ mod check;
 mod cursor;
 mod entries;
 mod filter;
+mod free;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
 
 use buffer::InsertBuffer;
 use entries::Entries;
+use free::FreeSpace;
+pub use free::PageSet;
 use node::{cmp_key, Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
 use pager::{DirtyPage, LoadError, Pager};
 
@@ -156,6 +160,9 @@ pub struct Flush {
     pub meta: Meta,
     /// Pages numbered from here on are fresh (see [`Tree::take_flush`]).
     pub fresh_from: u64,
+    /// Pages below `fresh_from` that the tree on disk does not use either
+    /// (free in it): with the fresh ones, written straight to the file.
+    pub direct: PageSet,
     /// The `redo_from` asked for, before the insert buffer lowered it:
     /// the journal end the cycle makes durable, which the meta page is
     /// stamped with (recovery trusts the journal up to it).
@@ -174,6 +181,7 @@ pub struct Tree {
     /// The page count of the meta page last handed to the write daemon:
     /// pages from here on were never part of a tree on disk.
     flushed_pages: u64,
+    free: FreeSpace,
     buffer: InsertBuffer,
 }
 
@@ -189,6 +197,7 @@ impl Tree {
             shape: 1,
             route: Route::default(),
             flushed_pages: 0,
+            free: FreeSpace::default(),
             buffer: InsertBuffer::default(),
             meta: Meta {
                 file_id,
@@ -202,16 +211,20 @@ impl Tree {
         }
     }
 
-    pub fn open(file: Arc<dyn VfsFile>, cache_pages: usize, meta: Meta) -> Tree {
-        Tree {
-            pager: Pager::new(file, cache_pages),
+    /// Opens the tree `meta` describes, reading its free list.
+    pub fn open(file: Arc<dyn VfsFile>, cache_pages: usize, meta: Meta) -> Result<Tree> {
+        let pager = Pager::new(file, cache_pages);
+        let free = FreeSpace::load(&pager, meta.free_head, meta.page_count)?;
+        Ok(Tree {
+            pager,
             flushed_pages: meta.page_count,
             meta,
             version: 0,
             shape: 1,
             route: Route::default(),
+            free,
             buffer: InsertBuffer::default(),
-        }
+        })
     }
 
     /// Turns the insert buffer on, with `max_bytes` of the pool for its
@@ -345,7 +358,9 @@ impl Tree {
             // point reads still find it.
             self.pager.get(leaf)?;
             let (key, p) = self.buffer.take_next().expect("a key was there");
-            if !self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true, None)? {
+            if let Some(leaf) =
+                self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true, None)?
+            {
                 at = Some((path, leaf, hi));
             }
             last = Some(key);
@@ -629,9 +644,10 @@ impl Tree {
             .map(|_| ())
     }
 
-    /// [`Tree::put_at`]; true if pages split (the path changed). `at`: where
-    /// an earlier search in the leaf found the key's place (checked, not
-    /// trusted).
+    /// [`Tree::put_at`]; returns the leaf's page (it may have moved, see
+    /// [`Tree::relocate`]) unless pages split (the path changed). `at`:
+    /// where an earlier search in the leaf found the key's place (checked,
+    /// not trusted).
     #[allow(clippy::too_many_arguments)]
     fn put_in_leaf(
         &mut self,
@@ -642,8 +658,9 @@ impl Tree {
         lsn: u64,
         from_buffer: bool,
         at: Option<std::result::Result<usize, usize>>,
-    ) -> Result<bool> {
+    ) -> Result<Option<u64>> {
         self.version += 1;
+        let leaf = self.relocate(&path, leaf, lsn)?;
         let cell = if value.len() > INLINE_MAX {
             self.write_overflow(value, lsn)?
         } else {
@@ -674,10 +691,10 @@ impl Tree {
             self.note_key(key);
         }
         if let Some(first) = old {
-            self.free_chain(first, lsn)?;
+            self.free_chain(first)?;
         }
         if fits {
-            return Ok(false);
+            return Ok(Some(leaf));
         }
         // Split upwards while a page does not fit. `appended`: the entry
         // that overfilled `page` was added at its right end.
@@ -685,10 +702,10 @@ impl Tree {
         let mut appended = appended;
         loop {
             if page != leaf && self.pager.get(page)?.fits() {
-                return Ok(true);
+                return Ok(None);
             }
             let edge = appended && path.iter().all(|step| step.last);
-            let right_page = self.alloc(lsn)?;
+            let right_page = self.alloc();
             let (sep, right) = self.pager.modify(page, lsn, |n| split(n, edge))?;
             self.pager.put_new(right_page, right, lsn);
             match path.pop() {
@@ -707,7 +724,7 @@ impl Tree {
                     page = parent;
                 }
                 None => {
-                    let root = self.alloc(lsn)?;
+                    let root = self.alloc();
                     let mut entries = Entries::new();
                     entries.insert(0, &sep, &[&right_page.to_le_bytes()]);
                     self.pager.put_new(
@@ -719,7 +736,7 @@ impl Tree {
                         lsn,
                     );
                     self.meta.root = root;
-                    return Ok(true);
+                    return Ok(None);
                 }
             }
         }
@@ -751,6 +768,7 @@ impl Tree {
 
     fn delete_at(&mut self, mut path: Vec<Step>, leaf: u64, key: &[u8], lsn: u64) -> Result<bool> {
         self.version += 1;
+        let leaf = self.relocate(&path, leaf, lsn)?;
         let removed = self.pager.modify(leaf, lsn, |n| {
             let Node::Leaf(entries) = n else {
                 return None;
@@ -767,7 +785,7 @@ impl Tree {
             return Ok(false);
         };
         if let Some(first) = chain {
-            self.free_chain(first, lsn)?;
+            self.free_chain(first)?;
         }
         // Unlink pages that became empty.
         let mut page = leaf;
@@ -786,7 +804,7 @@ impl Tree {
                     child: ci,
                     ..
                 }) => {
-                    self.free_page(page, lsn);
+                    self.free_page(page);
                     self.pager.modify(parent, lsn, |n| {
                         if let Node::Branch { first, entries } = n {
                             // Child `ci` goes with key `ci - 1`; child 0
@@ -816,7 +834,7 @@ impl Tree {
                 Node::Branch { first, entries } if entries.is_empty() && *first != 0 => *first,
                 _ => break,
             };
-            self.free_page(root, lsn);
+            self.free_page(root);
             self.meta.root = child;
         }
         Ok(true)
@@ -836,11 +854,18 @@ impl Tree {
         let redo_from = self.buffer.oldest().map_or(redo_from, |o| o.min(redo_from));
         self.meta.redo_from = redo_from;
         self.meta.undo_from = undo_from;
+        let direct = self.free.snapshot(
+            &self.pager,
+            &mut self.meta.page_count,
+            &mut self.meta.free_head,
+            durable_to,
+        );
         let fresh_from = std::mem::replace(&mut self.flushed_pages, self.meta.page_count);
         Flush {
             pages: self.pager.take_dirty(),
             meta: self.meta.clone(),
             fresh_from,
+            direct,
             durable_to,
         }
     }
@@ -951,41 +976,61 @@ impl Tree {
         Node::child(first, entries, ci)
     }
 
-    fn alloc(&mut self, lsn: u64) -> Result<u64> {
+    /// A page for a new node, which the caller puts there.
+    fn alloc(&mut self) -> u64 {
         // A page joins the tree: its shape changes (see `Route`).
         self.shape += 1;
-        let head = self.meta.free_head;
-        if head == 0 {
-            self.meta.page_count += 1;
-            return Ok(self.meta.page_count - 1);
-        }
-        let next = match &*self.pager.get(head)? {
-            Node::Free { next } => *next,
-            _ => return Err(corrupt(head, "free list points at a page in use")),
-        };
-        self.meta.free_head = next;
-        // Placeholder until the caller puts the real node there.
-        self.pager.put_new(head, Node::Free { next: 0 }, lsn);
-        Ok(head)
+        self.free.alloc(&mut self.meta.page_count)
     }
 
-    fn free_page(&mut self, page: u64, lsn: u64) {
+    fn free_page(&mut self, page: u64) {
         // A page leaves the tree: its shape changes (see `Route`).
         self.shape += 1;
-        self.pager.put_new(
-            page,
-            Node::Free {
-                next: self.meta.free_head,
-            },
-            lsn,
-        );
-        self.meta.free_head = page;
+        self.pager.discard(page);
+        self.free.release(page, self.flushed_pages);
+    }
+
+    /// Before leaf `leaf` (below the branches of `path`) changes: if the
+    /// tree on disk uses its page, moves it to one the next flush writes
+    /// directly (see `free.rs`), and points its parent there. Returns the
+    /// leaf's page. The root stays where the meta page says it is.
+    fn relocate(&mut self, path: &[Step], leaf: u64, lsn: u64) -> Result<u64> {
+        let Some(parent) = path.last() else {
+            return Ok(leaf);
+        };
+        if self.free.is_direct(leaf, self.flushed_pages) {
+            return Ok(leaf);
+        }
+        // Both pages are read before anything changes: a failed read
+        // leaves the tree as it was.
+        let node = self.pager.get(leaf)?;
+        let to = self.alloc();
+        let child = parent.child;
+        let pointed = self.pager.modify(parent.page, lsn, |n| match n {
+            Node::Branch { first, entries } if Node::child(*first, entries, child) == leaf => {
+                Node::set_child(first, entries, child, to);
+                true
+            }
+            _ => false,
+        });
+        if !matches!(pointed, Ok(true)) {
+            self.free.release(to, self.flushed_pages);
+            return Err(match pointed {
+                Err(e) => e.into(),
+                Ok(_) => corrupt(parent.page, "parent does not point at its child"),
+            });
+        }
+        self.pager.rename(leaf, to, node, lsn);
+        // Not `free_page`: the pool's slot moved to `to`.
+        self.shape += 1;
+        self.free.release(leaf, self.flushed_pages);
+        Ok(to)
     }
 
     fn write_overflow(&mut self, value: &[u8], lsn: u64) -> Result<Cell<'static>> {
         let mut next = 0;
         for chunk in value.chunks(OVERFLOW_CAPACITY).rev() {
-            let page = self.alloc(lsn)?;
+            let page = self.alloc();
             self.pager.put_new(
                 page,
                 Node::Overflow {
@@ -1002,14 +1047,14 @@ impl Tree {
         })
     }
 
-    fn free_chain(&mut self, first: u64, lsn: u64) -> Result<()> {
+    fn free_chain(&mut self, first: u64) -> Result<()> {
         let mut page = first;
         while page != 0 {
             let next = match &*self.pager.get(page)? {
                 Node::Overflow { next, .. } => *next,
                 _ => return Err(corrupt(page, "expected an overflow page")),
             };
-            self.free_page(page, lsn);
+            self.free_page(page);
             page = next;
         }
         Ok(())

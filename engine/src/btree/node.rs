@@ -14,7 +14,8 @@
 //!         child0 u64 | n cells: klen u16 | plen u16 = 8 | key | child u64
 //!         child i holds keys k with key[i-1] <= k < key[i]
 //! overflow header[24..28] = used bytes (u32) | next page u64 (0 = last) | bytes
-//! free    next free page u64 (0 = end of the free list)
+//! free    header[24..28] = n (u32)
+//! list    next free-list page u64 (0 = last) | n free pages u64 (see free.rs)
 //! meta    see `Meta`
 //! ```
 //!
@@ -25,6 +26,9 @@
 use super::entries::Entries;
 use super::page::{self, PageError, BODY_SIZE, HEADER_SIZE};
 use crate::wij::PAGE_SIZE;
+
+/// Free pages one free-list page names.
+pub const FREE_LIST_CAPACITY: usize = (BODY_SIZE - 8) / 8;
 
 /// Largest value stored inside a leaf; larger ones go to overflow pages.
 /// Chosen so that two cells with maximal keys always fit in one leaf.
@@ -93,7 +97,7 @@ pub struct Meta {
     pub root: u64,
     /// Pages in use or free: the file holds pages `0..page_count`.
     pub page_count: u64,
-    /// First page of the free list, 0 if it is empty.
+    /// First free-list page (see `free.rs`), 0 if no page is free.
     pub free_head: u64,
     /// Every journal record before this position is reflected in the pages
     /// that were written with this meta page.
@@ -105,8 +109,10 @@ pub struct Meta {
 }
 
 const META_MAGIC: &[u8; 8] = b"RDBTDB02";
-/// 2: cells packed as `klen | plen | key | payload` (1 had per-kind cells).
-const META_VERSION: u32 = 2;
+/// 3: the free list is a chain of free-list pages naming the free pages (2
+/// chained the free pages themselves); 2: cells packed as `klen | plen |
+/// key | payload` (1 had per-kind cells).
+const META_VERSION: u32 = 3;
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
@@ -123,8 +129,11 @@ pub enum Node {
         data: Vec<u8>,
         next: u64,
     },
-    Free {
+    /// A page of the free list: free pages, and the next page of the list
+    /// (0 for the last). The free pages themselves are never read.
+    FreeList {
         next: u64,
+        pages: Vec<u64>,
     },
 }
 
@@ -169,7 +178,7 @@ impl Node {
             Node::Leaf(e) => e.bytes().len(),
             Node::Branch { entries, .. } => 8 + entries.bytes().len(),
             Node::Overflow { data, .. } => 8 + data.len(),
-            Node::Free { .. } => 8,
+            Node::FreeList { pages, .. } => 8 + 8 * pages.len(),
         }
     }
 
@@ -209,9 +218,14 @@ impl Node {
                 buf[body + 8..body + 8 + data.len()].copy_from_slice(data);
                 page::KIND_OVERFLOW
             }
-            Node::Free { next } => {
+            Node::FreeList { next, pages } => {
+                buf[24..28].copy_from_slice(&(pages.len() as u32).to_le_bytes());
                 buf[body..body + 8].copy_from_slice(&next.to_le_bytes());
-                page::KIND_FREE
+                for (i, p) in pages.iter().enumerate() {
+                    let at = body + 8 + 8 * i;
+                    buf[at..at + 8].copy_from_slice(&p.to_le_bytes());
+                }
+                page::KIND_FREE_LIST
             }
         };
         page::seal(buf, kind, lsn, page_no);
@@ -251,10 +265,28 @@ impl Node {
                     next: u64_at(0),
                 }
             }
-            page::KIND_FREE => Node::Free { next: u64_at(0) },
+            page::KIND_FREE_LIST => {
+                let n = u32::from_le_bytes(buf[24..28].try_into().expect("4 bytes")) as usize;
+                if n > FREE_LIST_CAPACITY {
+                    return Err(malformed("free list")(format!("{n} pages listed")));
+                }
+                Node::FreeList {
+                    next: u64_at(0),
+                    pages: (0..n).map(|i| u64_at(8 + 8 * i)).collect(),
+                }
+            }
             other => return Err(PageError::UnknownKind(other)),
         };
         Ok((node, h.lsn))
+    }
+
+    /// Points child `i` of a branch (`i <= entries.len()`) at `page`.
+    pub fn set_child(first: &mut u64, entries: &mut Entries, i: usize, page: u64) {
+        if i == 0 {
+            *first = page;
+        } else {
+            entries.set_payload(i - 1, &[&page.to_le_bytes()]);
+        }
     }
 
     /// Child `i` of a branch (`i <= entries.len()`).
@@ -417,7 +449,14 @@ mod tests {
                 data: vec![9; OVERFLOW_CAPACITY],
                 next: 0,
             },
-            Node::Free { next: 12 },
+            Node::FreeList {
+                next: 12,
+                pages: (1..=FREE_LIST_CAPACITY as u64).collect(),
+            },
+            Node::FreeList {
+                next: 0,
+                pages: Vec::new(),
+            },
         ];
         for (i, n) in nodes.iter().enumerate() {
             assert!(n.fits());

@@ -3,7 +3,7 @@
 //! ```text
 //! offset  size  field
 //!      0     4  crc32c of bytes 4..8192 (u32 LE)
-//!      4     1  kind: 1 meta, 2 leaf, 3 branch, 4 overflow, 5 free
+//!      4     1  kind: 1 meta, 2 leaf, 3 branch, 4 overflow, 5 free list
 //!      5     3  zero
 //!      8     8  lsn: journal position of the last change to this page (u64 LE)
 //!     16     8  page number (u64 LE), so a page written to the wrong place is caught
@@ -13,9 +13,11 @@
 //!
 //! Crash model: a page is written whole (8 KiB) but the disk may tear it at
 //! any 512-byte sector. A torn page fails its checksum; it is never read as
-//! data. Torn pages cannot survive recovery, because every page reaches the
-//! database file only after its image is durable in the write image journal,
-//! from which an interrupted write is restored.
+//! data. Torn pages cannot survive recovery: a page the tree on disk uses
+//! reaches the database file only after its image is durable in the write
+//! image journal, from which an interrupted write is restored; any other
+//! page (fresh, or free in that tree; see `free.rs`) is written directly,
+//! and a tear in it is in no page recovery reads.
 
 use crate::wij::PAGE_SIZE;
 
@@ -26,7 +28,7 @@ pub const KIND_META: u8 = 1;
 pub const KIND_LEAF: u8 = 2;
 pub const KIND_BRANCH: u8 = 3;
 pub const KIND_OVERFLOW: u8 = 4;
-pub const KIND_FREE: u8 = 5;
+pub const KIND_FREE_LIST: u8 = 5;
 
 /// Why a page could not be read.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -59,7 +59,7 @@ pub struct DirtyPage {
 /// numbers are not chosen by an adversary, and SipHash was a visible part
 /// of every page visit.
 #[derive(Default)]
-struct PageHasher(u64);
+pub struct PageHasher(u64);
 
 impl Hasher for PageHasher {
     fn write(&mut self, bytes: &[u8]) {
@@ -175,23 +175,7 @@ impl Pager {
         lsn: u64,
         f: impl FnOnce(&mut Node) -> R,
     ) -> Result<R, LoadError> {
-        let mut c = self.cache.write();
-        let i = match c.index.get(&page) {
-            Some(&i) => i,
-            None => {
-                if c.lookup(page).is_none() {
-                    // Not resident: load it without the lock, then insert
-                    // it unless another thread did meanwhile.
-                    drop(c);
-                    let (node, old_lsn) = self.read(page)?;
-                    c = self.cache.write();
-                    if c.lookup(page).is_none() {
-                        c.insert(page, Arc::new(node), old_lsn, false);
-                    }
-                }
-                c.index[&page]
-            }
-        };
+        let (mut c, i) = self.resident_slot(page)?;
         *c.slots[i].referenced.get_mut() = true;
         c.count_copy(i);
         let was_dirty = c.slots[i].dirty;
@@ -205,6 +189,76 @@ impl Pager {
         }
         c.trim();
         Ok(r)
+    }
+
+    /// The write-locked pool and the slot of `page`, loaded if need be.
+    fn resident_slot(
+        &self,
+        page: u64,
+    ) -> Result<(parking_lot::RwLockWriteGuard<'_, Cache>, usize), LoadError> {
+        let mut c = self.cache.write();
+        if let Some(&i) = c.index.get(&page) {
+            return Ok((c, i));
+        }
+        if c.lookup(page).is_none() {
+            // Not resident: load it without the lock, then insert it
+            // unless another thread did meanwhile.
+            drop(c);
+            let (node, old_lsn) = self.read(page)?;
+            c = self.cache.write();
+            if c.lookup(page).is_none() {
+                c.insert(page, Arc::new(node), old_lsn, false);
+            }
+        }
+        let i = c.index[&page];
+        Ok((c, i))
+    }
+
+    /// Moves page `from`, whose node is `node`, to the unused number `to`,
+    /// dirty and stamped with `lsn`; `from` leaves the pool (an in-flight
+    /// image of it stays until its cycle ends).
+    pub fn rename(&self, from: u64, to: u64, node: Arc<Node>, lsn: u64) {
+        self.discard(to);
+        let mut c = self.cache.write();
+        // The page is about to change: shared with an in-flight image of
+        // `from`, it will be copied, and the copy counts.
+        if c.in_flight
+            .get(&from)
+            .is_some_and(|d| Arc::ptr_eq(&d.node, &node))
+        {
+            c.copies += 1;
+        }
+        let Some(i) = c.index.remove(&from) else {
+            c.insert(to, node, lsn, true);
+            return;
+        };
+        let slot = &mut c.slots[i];
+        let was_dirty = slot.dirty;
+        slot.page = to;
+        slot.node = node;
+        slot.lsn = slot.lsn.max(lsn);
+        slot.dirty = true;
+        if !was_dirty {
+            c.dirty += 1;
+        }
+        c.index.insert(to, i);
+    }
+
+    /// Forgets `page` (freed): it is not written, and stops taking room.
+    /// An in-flight image of it stays until its cycle ends.
+    pub fn discard(&self, page: u64) {
+        let mut c = self.cache.write();
+        let Some(i) = c.index.remove(&page) else {
+            return;
+        };
+        let gone = c.slots.swap_remove(i);
+        if gone.dirty {
+            c.dirty -= 1;
+        }
+        if i < c.slots.len() {
+            let moved = c.slots[i].page;
+            c.index.insert(moved, i);
+        }
     }
 
     /// Puts a freshly allocated page into the pool, dirty.

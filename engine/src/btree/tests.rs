@@ -36,7 +36,7 @@ fn reopen(tree: Tree, cache: usize) -> Tree {
     let f = tree.pager().file().clone();
     let mut buf = vec![0; PAGE_SIZE];
     f.read_exact_at(&mut buf, 0).unwrap();
-    Tree::open(f, cache, Meta::decode(&buf).unwrap())
+    Tree::open(f, cache, Meta::decode(&buf).unwrap()).unwrap()
 }
 
 fn key(i: u32) -> Vec<u8> {
@@ -249,4 +249,157 @@ fn a_route_is_not_reused_after_pages_left_the_tree() {
         model.insert(k(1500, j), vec![3; 100]);
     }
     compare(&tree, &model);
+}
+
+/// The pages of a flush that go through the write image journal: those the
+/// tree on disk uses.
+fn journaled(flush: &super::Flush) -> Vec<(u64, &'static str)> {
+    flush
+        .pages
+        .iter()
+        .filter(|p| p.page < flush.fresh_from && !flush.direct.contains(&p.page))
+        .map(|p| {
+            let kind = match &*p.node {
+                Node::Leaf(_) => "leaf",
+                Node::Branch { .. } => "branch",
+                Node::Overflow { .. } => "overflow",
+                Node::FreeList { .. } => "free list",
+            };
+            (p.page, kind)
+        })
+        .collect()
+}
+
+/// Writes a flush's pages and meta page to the tree's file.
+fn write_flush(tree: &Tree, flush: super::Flush) {
+    let f = tree.pager().file().clone();
+    for p in &flush.pages {
+        f.write_all_at(&p.node.encode(p.page, p.lsn), p.page * PAGE_SIZE as u64)
+            .unwrap();
+    }
+    f.write_all_at(&flush.meta.encode(0), 0).unwrap();
+    tree.pager().flushed();
+}
+
+#[test]
+fn changed_leaves_move_to_pages_the_next_flush_writes_directly() {
+    let mut tree = Tree::create(file(), 4096, 1, "T");
+    let mut model = BTreeMap::new();
+    for i in 0..3000 {
+        tree.put(&key(i), &[1; 100], 1).unwrap();
+        model.insert(key(i), vec![1; 100]);
+    }
+    flush(&mut tree);
+    let mut x = 7u32;
+    for round in 0..20u8 {
+        // Updates spread over every leaf, then a flush: only branches go
+        // through the WIJ, and the file stops growing once the pages
+        // freed by one round are reused by the next.
+        for _ in 0..300 {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            let k = key(x % 3000);
+            tree.put(&k, &[round; 100], 2).unwrap();
+            model.insert(k, vec![round; 100]);
+        }
+        let f = tree.take_flush(0, 0);
+        let through_wij = journaled(&f);
+        assert!(
+            through_wij.iter().all(|(_, kind)| *kind == "branch"),
+            "round {round}: {through_wij:?}"
+        );
+        let leaves = f.pages.iter().filter(|p| matches!(*p.node, Node::Leaf(_)));
+        assert!(leaves.count() > 20, "round {round}: leaves were written");
+        write_flush(&tree, f);
+        compare(&tree, &model);
+    }
+    let check = tree.check().unwrap();
+    let used = check.leaves + check.branches + 1;
+    assert!(
+        tree.meta().page_count < used * 2,
+        "{} pages for {used} in use",
+        tree.meta().page_count
+    );
+    let tree = reopen(tree, 64);
+    compare(&tree, &model);
+    assert_eq!(tree.check().unwrap().free_pages, check.free_pages);
+}
+
+#[test]
+fn pages_freed_after_a_flush_wait_for_the_next_one() {
+    let mut tree = Tree::create(file(), 4096, 1, "T");
+    for i in 0..2000 {
+        tree.put(&key(i), &[1; 100], 1).unwrap();
+    }
+    flush(&mut tree);
+    let grown = tree.meta().page_count;
+    // The tree on disk uses the pages these deletes free: a load before
+    // the next flush may not write them directly, so it grows the file.
+    for i in 0..1000 {
+        assert!(tree.delete(&key(i), 2).unwrap());
+    }
+    let freed = tree.check().unwrap().free_pages;
+    assert!(freed > 10, "{freed} pages freed");
+    for i in 5000..5400 {
+        tree.put(&key(i), &[2; 100], 3).unwrap();
+    }
+    assert!(tree.meta().page_count > grown);
+    let f = tree.take_flush(0, 0);
+    assert!(journaled(&f).iter().all(|(_, kind)| *kind == "branch"));
+    write_flush(&tree, f);
+    // After it, they are reused.
+    let before = tree.meta().page_count;
+    for i in 6000..6400 {
+        tree.put(&key(i), &[3; 100], 4).unwrap();
+    }
+    assert_eq!(tree.meta().page_count, before);
+    let f = tree.take_flush(0, 0);
+    assert!(journaled(&f).iter().all(|(_, kind)| *kind == "branch"));
+    write_flush(&tree, f);
+    tree.check().unwrap();
+    let tree = reopen(tree, 64);
+    tree.check().unwrap();
+}
+
+#[test]
+fn a_damaged_free_list_is_reported_at_open() {
+    let mut tree = Tree::create(file(), 256, 1, "T");
+    for i in 0..2000 {
+        tree.put(&key(i), &[1; 100], 1).unwrap();
+    }
+    flush(&mut tree);
+    for i in 0..1500 {
+        tree.delete(&key(i), 2).unwrap();
+    }
+    flush(&mut tree);
+    let head = tree.meta().free_head;
+    assert_ne!(head, 0);
+    let f = tree.pager().file().clone();
+    // A free-list page naming a page beyond the file.
+    let bad = Node::FreeList {
+        next: 0,
+        pages: vec![3, 1 << 40],
+    };
+    f.write_all_at(&bad.encode(head, 2), head * PAGE_SIZE as u64)
+        .unwrap();
+    let mut buf = vec![0; PAGE_SIZE];
+    f.read_exact_at(&mut buf, 0).unwrap();
+    let err = Tree::open(f.clone(), 64, Meta::decode(&buf).unwrap())
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains(&format!(
+            "corrupt at page {head}: free list names page 1099511627776"
+        )),
+        "{err}"
+    );
+    // A leaf where the free list should start.
+    f.write_all_at(&Node::empty_leaf().encode(head, 2), head * PAGE_SIZE as u64)
+        .unwrap();
+    let err = Tree::open(f, 64, Meta::decode(&buf).unwrap())
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("expected a free-list page"),
+        "{err}"
+    );
 }

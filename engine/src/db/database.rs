@@ -103,7 +103,8 @@ impl Database {
             })
             .and_then(|_| vfs.sync_dir(dir))
             .map_err(|e| EngineError::io(ctx(), e))?;
-        let tree = Tree::open(file.clone(), cache_pages, meta);
+        let tree =
+            Tree::open(file.clone(), cache_pages, meta).map_err(|e| EngineError::tree(name, e))?;
         Ok(Database {
             name: name.to_string(),
             file_id,
@@ -119,12 +120,15 @@ impl Database {
     /// image journal restore).
     pub fn open(file: Arc<dyn VfsFile>, path: PathBuf, cache_pages: usize) -> Result<Database> {
         let meta = read_meta(&*file, &path)?;
+        let (name, file_id) = (meta.name.clone(), meta.file_id);
+        let tree =
+            Tree::open(file.clone(), cache_pages, meta).map_err(|e| EngineError::tree(&name, e))?;
         Ok(Database {
-            name: meta.name.clone(),
-            file_id: meta.file_id,
+            name,
+            file_id,
             path,
-            file: file.clone(),
-            tree: RwLock::new(Tree::open(file, cache_pages, meta)),
+            file,
+            tree: RwLock::new(tree),
             merging: Mutex::new(()),
             idle_mark: AtomicU64::new(0),
         })

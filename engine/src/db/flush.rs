@@ -7,13 +7,15 @@
 //!    pages) and `undo_from` = the first position of any open transaction;
 //! 2. wait until the journal is durable up to the largest `redo_from`
 //!    (a page never reaches disk before the journal records it reflects);
-//! 3. phase 0: *fresh* pages, numbered from the page count of the
-//!    previous cycle's meta page on, go straight to their database files,
-//!    which are synced. No tree on disk refers to them (only pages and a
-//!    meta page written through the WIJ below do), so a crash that tears
-//!    one loses nothing: the journal from the previous cycle's `redo_from`
-//!    builds them again. A bulk load's new pages are so written once, not
-//!    twice;
+//! 3. phase 0: *direct* pages go straight to their database files, which
+//!    are synced: pages the tree on disk (the previous cycle's) does not
+//!    use, either fresh (numbered from the page count of the previous
+//!    cycle's meta page on) or free in it (see `btree/free.rs`). Only
+//!    pages and a meta page written through the WIJ below refer to them,
+//!    so a crash that tears one loses nothing: the journal from the
+//!    previous cycle's `redo_from` builds them again. A bulk load's new
+//!    pages, and the leaves any load changes (the tree moves a leaf to
+//!    such a page before changing it), are so written once, not twice;
 //! 4. phase 1: the other page images go to the WIJ, durably, then it is marked
 //!    active (which says the previous cycle, whose phase 2 is done, is
 //!    finished: the WIJ keeps its slots apart, see `wij`);
@@ -31,7 +33,7 @@
 //! A crash before step 4 completes leaves the database files as of the
 //! previous cycle (whose images recovery restores, harmlessly, from the
 //! WIJ that still names it); during step 5, recovery restores the images
-//! from the active WIJ (fresh pages are durable before it names the
+//! from the active WIJ (direct pages are durable before it names the
 //! cycle). Either way the files hold exactly one cycle's
 //! consistent snapshot and the journal from its `redo_from` on rebuilds
 //! the rest.
@@ -61,8 +63,8 @@ struct Cycle {
     /// Through the WIJ: pages that existed in the files before this cycle,
     /// and each database's meta page.
     images: Vec<PageImage>,
-    /// Fresh pages (numbered from the previous cycle's page count on):
-    /// straight to the files.
+    /// Direct pages (fresh, or free in the tree on disk): straight to the
+    /// files.
     fresh: Vec<PageImage>,
     per_file: Vec<FileCycle>,
 }
@@ -125,7 +127,7 @@ impl Inner {
             for p in &flush.pages {
                 let mut data = bufs.pages.pop().unwrap_or_default();
                 p.node.encode_into(&mut data, p.page, p.lsn);
-                let to = if p.page >= flush.fresh_from {
+                let to = if p.page >= flush.fresh_from || flush.direct.contains(&p.page) {
                     &mut cycle.fresh
                 } else {
                     &mut cycle.images
@@ -183,7 +185,7 @@ impl Inner {
         // before they were taken must be durable before any reaches disk.
         self.journal
             .wait_durable(self.journal.end_lsn().max(max_redo))?;
-        // Phase 0: fresh pages straight to their files (see the module
+        // Phase 0: direct pages straight to their files (see the module
         // documentation), durable before the WIJ names the cycle.
         for f in &cycle.per_file {
             let fresh = &cycle.fresh[f.fresh.clone()];

@@ -342,7 +342,8 @@ fn restore(f: &DbFile, images: &[PageImage]) -> Result<()> {
             redo_from: 0,
             undo_from: 0,
         },
-    );
+    )
+    .map_err(|e| EngineError::tree(&f.name, e))?;
     let db = Database {
         name: f.name.clone(),
         file_id: f.file_id,

@@ -125,6 +125,21 @@ const ENTRY_OVERHEAD: usize = 120;
 /// stay the same).
 const LOW_WATER: usize = 16;
 
+/// An entry taken out of the buffer by a merge ([`InsertBuffer::take_next`]).
+pub struct Taken {
+    key: BufKey,
+    pub pending: Pending,
+    /// It is the smallest key, taken because none was left after the
+    /// cursor: the merge went around.
+    pub wrapped: bool,
+}
+
+impl Taken {
+    pub fn key(&self) -> &[u8] {
+        &self.key.key
+    }
+}
+
 /// A buffered value: its bytes (a leaf's inline cell) and the journal
 /// position of the change that first buffered the key.
 pub struct Pending {
@@ -160,9 +175,9 @@ pub struct InsertBuffer {
     /// The filter is being built from the tree's keys (`db/filter_build.rs`):
     /// it learns new keys but answers nothing yet.
     building: bool,
-    /// The last key a merge took: the next merge goes on after it (and
+    /// The last key a merge placed: the next merge goes on after it (and
     /// wraps around), so partial merges visit the whole key range in turn.
-    cursor: Option<Box<[u8]>>,
+    cursor: Option<BufKey>,
 }
 
 impl InsertBuffer {
@@ -292,51 +307,43 @@ impl InsertBuffer {
         Some(p)
     }
 
-    /// The entry of the smallest key, taken out.
-    pub fn pop_first(&mut self) -> Option<(Box<[u8]>, Pending)> {
-        let (k, p) = self.entries.pop_first()?;
-        self.bytes -= cost(&k.key, &p.value);
-        self.after_removal(p.lsn);
-        Some((k.key, p))
-    }
-
-    /// The key a merge takes next: the first after the cursor, or the
-    /// smallest once none is left after it.
-    pub fn next_to_merge(&self) -> Option<&[u8]> {
-        self.after_cursor()
-            .or_else(|| self.entries.keys().next())
-            .map(|k| &*k.key)
-    }
-
-    /// Takes out the entry of [`InsertBuffer::next_to_merge`].
-    pub fn take_next(&mut self) -> Option<(Box<[u8]>, Pending)> {
-        let head = self.after_cursor().map(|k| (k.head, k.key.clone()));
-        let Some((head, key)) = head else {
-            return self.pop_first();
-        };
-        self.remove_entry(&BufKey { head, key })
-    }
-
-    /// Where the next merge starts: after `key`.
-    pub fn set_cursor(&mut self, key: Box<[u8]>) {
-        self.cursor = Some(key);
-    }
-
-    fn after_cursor(&self) -> Option<&BufKey> {
+    /// Takes out the entry a merge places next: the first after the
+    /// cursor, or the smallest once none is left after it (then
+    /// `wrapped`). Hand it back with [`InsertBuffer::placed`] or
+    /// [`InsertBuffer::put_back`].
+    pub fn take_next(&mut self) -> Option<Taken> {
         use std::ops::Bound;
-        let cursor = self.cursor.as_deref()?;
-        let from = probe(cursor);
-        self.entries
-            .range::<dyn AsKey, _>((Bound::Excluded(&from as &dyn AsKey), Bound::Unbounded))
-            .next()
-            .map(|(k, _)| k)
+        let after = match &self.cursor {
+            Some(c) => self
+                .entries
+                .extract_if((Bound::Excluded(c), Bound::Unbounded), |_, _| true)
+                .next(),
+            None => None,
+        };
+        let wrapped = after.is_none() && self.cursor.is_some();
+        let (key, pending) = match after {
+            Some(e) => e,
+            None => self.entries.pop_first()?,
+        };
+        self.bytes -= cost(&key.key, &pending.value);
+        Some(Taken {
+            key,
+            pending,
+            wrapped,
+        })
     }
 
-    fn remove_entry(&mut self, key: &BufKey) -> Option<(Box<[u8]>, Pending)> {
-        let (k, p) = self.entries.remove_entry(key as &dyn AsKey)?;
-        self.bytes -= cost(&k.key, &p.value);
-        self.after_removal(p.lsn);
-        Some((k.key, p))
+    /// The entry taken out is in its leaf: the next merge goes on after it.
+    pub fn placed(&mut self, taken: Taken) {
+        self.after_removal(taken.pending.lsn);
+        self.cursor = Some(taken.key);
+    }
+
+    /// The entry taken out could not be placed (its leaf could not be
+    /// read): it waits here again, as before.
+    pub fn put_back(&mut self, taken: Taken) {
+        self.bytes += cost(&taken.key.key, &taken.pending.value);
+        self.entries.insert(taken.key, taken.pending);
     }
 
     /// The entry of journal position `lsn` left.
@@ -437,15 +444,12 @@ mod tests {
         assert_eq!(b.get(b"c"), Some(&b"longer value"[..]));
         assert_eq!(b.remove(b"m").map(|p| p.lsn), Some(100));
         assert_eq!(b.oldest(), Some(101));
-        let order: Vec<_> = std::iter::from_fn(|| b.pop_first().map(|(k, _)| k)).collect();
-        assert_eq!(
-            order,
-            vec![
-                b"a".as_slice().into(),
-                b"c".as_slice().into(),
-                b"x".as_slice().into()
-            ]
-        );
+        let mut order = Vec::new();
+        while let Some(t) = b.take_next() {
+            order.push(t.key().to_vec());
+            b.placed(t);
+        }
+        assert_eq!(order, [b"a", b"c", b"x"]);
         assert_eq!((b.memory(), b.oldest()), (filter, None));
     }
 
@@ -478,9 +482,9 @@ mod tests {
                     assert_eq!(got, model.remove(&key));
                 }
                 _ => {
-                    if let Some((k, p)) = b.take_next() {
-                        assert_eq!(model.remove(&*k), Some(p.lsn));
-                        b.set_cursor(k);
+                    if let Some(t) = b.take_next() {
+                        assert_eq!(model.remove(t.key()), Some(t.pending.lsn));
+                        b.placed(t);
                     }
                 }
             }
@@ -510,20 +514,26 @@ mod tests {
             b.insert(k, b"v", 1);
         }
         let take = |b: &mut InsertBuffer| {
-            let next = b.next_to_merge().map(<[u8]>::to_vec);
-            let (key, _) = b.take_next().unwrap();
-            assert_eq!(next.as_deref(), Some(&*key));
-            key
+            let t = b.take_next().unwrap();
+            let got = (t.key().to_vec(), t.wrapped);
+            b.placed(t);
+            got
         };
         // No cursor yet: from the smallest.
-        assert_eq!(&*take(&mut b), b"a");
-        b.set_cursor(b"b".as_slice().into());
-        // After the cursor ("b" itself is not taken), then around.
-        assert_eq!(&*take(&mut b), b"c");
-        assert_eq!(&*take(&mut b), b"d");
-        assert_eq!(&*take(&mut b), b"e");
-        assert_eq!(&*take(&mut b), b"b");
-        assert!(b.next_to_merge().is_none() && b.take_next().is_none());
+        assert_eq!(take(&mut b), (b"a".to_vec(), false));
+        // One that could not be placed goes back, and the cursor stays.
+        let t = b.take_next().unwrap();
+        assert_eq!(t.key(), b"b");
+        b.put_back(t);
+        assert_eq!(take(&mut b), (b"b".to_vec(), false));
+        // The next after the cursor, then around.
+        assert_eq!(take(&mut b), (b"c".to_vec(), false));
+        b.insert(b"a", b"v", 2);
+        assert_eq!(take(&mut b), (b"d".to_vec(), false));
+        assert_eq!(take(&mut b), (b"e".to_vec(), false));
+        assert_eq!(take(&mut b), (b"a".to_vec(), true));
+        assert!(b.take_next().is_none());
+        assert_eq!(b.oldest(), None);
         assert_eq!(b.memory(), b.filter.as_ref().map_or(0, KeyFilter::bytes));
     }
 

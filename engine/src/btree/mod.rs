@@ -338,39 +338,44 @@ impl Tree {
         // keys come in order, so the next goes there too while it is below
         // the bound and the leaf did not split. One descent per leaf.
         let mut at: Option<(Vec<Step>, u64, Option<Vec<u8>>)> = None;
-        let mut last: Option<Box<[u8]>> = None;
         while moved < n {
-            let Some(next) = self.buffer.next_to_merge() else {
+            let Some(taken) = self.buffer.take_next() else {
                 break;
             };
+            let key = taken.key();
             // Wrapped around to the smallest key: the cached leaf is past it.
-            let wrapped = last.as_deref().is_some_and(|l| next < l);
-            let (path, leaf, hi) = match at.take() {
-                Some(a) if !wrapped && a.2.as_deref().is_none_or(|hi| next < hi) => a,
-                _ => {
-                    let (path, leaf, _) = self.path_to_leaf(next)?;
+            let cached = at
+                .take()
+                .filter(|a| !taken.wrapped && a.2.as_deref().is_none_or(|hi| key < hi));
+            // The leaf is read before its key leaves the buffer for good:
+            // a read that fails (a damaged page) puts the key back, and
+            // point reads still find it.
+            let found = match cached {
+                Some(a) => self.pager.get(a.1).map(|_| a).map_err(TreeError::from),
+                None => self.path_to_leaf(key).and_then(|(path, leaf, _)| {
                     let hi = self.upper_bound(&path)?;
-                    (path, leaf, hi)
+                    Ok((path, leaf, hi))
+                }),
+            };
+            let (path, leaf, hi) = match found {
+                Ok(f) => f,
+                Err(e) => {
+                    self.buffer.put_back(taken);
+                    self.account_buffer();
+                    return Err(e);
                 }
             };
-            // The leaf is read before its key leaves the buffer: a read
-            // that fails (a damaged page) leaves the key buffered, and
-            // point reads still find it.
-            self.pager.get(leaf)?;
-            let (key, p) = self.buffer.take_next().expect("a key was there");
+            let p = &taken.pending;
             if let Some(leaf) =
-                self.put_in_leaf(path.clone(), leaf, &key, &p.value, p.lsn, true, None)?
+                self.put_in_leaf(path.clone(), leaf, taken.key(), &p.value, p.lsn, true, None)?
             {
                 at = Some((path, leaf, hi));
             }
-            last = Some(key);
+            self.buffer.placed(taken);
             moved += 1;
             if self.pager.pinned() > pinned_limit {
                 break;
             }
-        }
-        if let Some(key) = last {
-            self.buffer.set_cursor(key);
         }
         if moved > 0 {
             self.account_buffer();

@@ -353,11 +353,18 @@ impl Pager {
     }
 
     fn read(&self, page: u64) -> Result<(Node, u64), LoadError> {
-        let mut buf = vec![0u8; PAGE_SIZE];
-        self.file
-            .read_exact_at(&mut buf, page * PAGE_SIZE as u64)
-            .map_err(|source| LoadError::Io { page, source })?;
-        Node::decode(&buf, page).map_err(|source| LoadError::Corrupt { page, source })
+        // The page is decoded out of a buffer the thread keeps: a fresh
+        // zeroed 8 KiB per read was a visible part of a random load.
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(vec![0; PAGE_SIZE]);
+        }
+        BUF.with(|buf| {
+            let buf = &mut *buf.borrow_mut();
+            self.file
+                .read_exact_at(buf, page * PAGE_SIZE as u64)
+                .map_err(|source| LoadError::Io { page, source })?;
+            Node::decode(buf, page).map_err(|source| LoadError::Corrupt { page, source })
+        })
     }
 }
 

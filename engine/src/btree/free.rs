@@ -87,6 +87,12 @@ impl FreeSpace {
             page = *next;
         }
         free.clean.sort_unstable_by(|a, b| b.cmp(a));
+        if let Some(w) = free.clean.windows(2).find(|w| w[0] == w[1]) {
+            return Err(corrupt(
+                head,
+                format!("free list names page {} twice", w[0]),
+            ));
+        }
         Ok(free)
     }
 

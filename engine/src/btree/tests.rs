@@ -392,6 +392,20 @@ fn a_damaged_free_list_is_reported_at_open() {
         )),
         "{err}"
     );
+    // A page named twice (allocation would hand it out twice).
+    let twice = Node::FreeList {
+        next: 0,
+        pages: vec![3, 5, 3],
+    };
+    f.write_all_at(&twice.encode(head, 2), head * PAGE_SIZE as u64)
+        .unwrap();
+    let err = Tree::open(f.clone(), 64, Meta::decode(&buf).unwrap())
+        .err()
+        .expect("refused");
+    assert!(
+        err.to_string().contains("free list names page 3 twice"),
+        "{err}"
+    );
     // A leaf where the free list should start.
     f.write_all_at(&Node::empty_leaf().encode(head, 2), head * PAGE_SIZE as u64)
         .unwrap();

@@ -4,9 +4,11 @@
 //! A flush cycle `k` writes the snapshot `S_k` the write daemon took while
 //! the file still holds `S_{k-1}` (see `db/flush.rs`). A page that `S_{k-1}`
 //! does not use (its tree, overflow chains and free-list pages) may be
-//! written *directly*: a crash that tears it loses nothing, because
-//! recovery restores `S_{k-1}` (or `S_k` from the WIJ) and neither reads
-//! it. Such pages are those numbered from `S_{k-1}`'s page count on
+//! written *directly*: a crash that tears it before the WIJ names cycle
+//! `k` loses nothing, because recovery then restores `S_{k-1}`, which does
+//! not read it; and the cycle syncs its direct pages before the WIJ names
+//! it (after which recovery restores `S_k`, which may read them). Such
+//! pages are those numbered from `S_{k-1}`'s page count on
 //! (*fresh*), and those that were free in `S_{k-1}`. Every other page goes
 //! through the WIJ.
 //!
@@ -33,7 +35,8 @@
 //!
 //! Leaves are moved to direct pages before they change (`Tree::relocate`),
 //! so a load's modified leaves are written once; branches, fewer by two
-//! orders of magnitude, go through the WIJ.
+//! orders of magnitude, and a root that is a leaf (its page is on the
+//! meta page) go through the WIJ.
 
 use std::collections::HashSet;
 use std::hash::BuildHasherDefault;
@@ -92,6 +95,14 @@ impl FreeSpace {
                 head,
                 format!("free list names page {} twice", w[0]),
             ));
+        }
+        // Descending order: search with the order reversed.
+        if let Some(&t) = free
+            .trunks
+            .iter()
+            .find(|&&t| free.clean.binary_search_by(|p| t.cmp(p)).is_ok())
+        {
+            return Err(corrupt(t, "free list names its own page as free"));
         }
         Ok(free)
     }

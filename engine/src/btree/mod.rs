@@ -160,8 +160,8 @@ pub struct Flush {
     pub meta: Meta,
     /// Pages numbered from here on are fresh (see [`Tree::take_flush`]).
     pub fresh_from: u64,
-    /// Pages below `fresh_from` that the tree on disk does not use either
-    /// (free in it): with the fresh ones, written straight to the file.
+    /// Pages allocated from those free in the tree on disk (some may be
+    /// fresh too): with the fresh ones, written straight to the file.
     pub direct: PageSet,
     /// The `redo_from` asked for, before the insert buffer lowered it:
     /// the journal end the cycle makes durable, which the meta page is
@@ -359,6 +359,16 @@ impl Tree {
             };
             let (path, leaf, hi) = match found {
                 Ok(f) => f,
+                Err(e) => {
+                    self.buffer.put_back(taken);
+                    self.account_buffer();
+                    return Err(e);
+                }
+            };
+            // Moving the leaf reads it and its parent again (either may
+            // have left the pool): a failure there changes nothing either.
+            let leaf = match self.relocate(&path, leaf, taken.pending.lsn) {
+                Ok(leaf) => leaf,
                 Err(e) => {
                     self.buffer.put_back(taken);
                     self.account_buffer();

@@ -248,9 +248,13 @@ impl Pager {
     /// An in-flight image of it stays until its cycle ends.
     pub fn discard(&self, page: u64) {
         let mut c = self.cache.write();
-        let Some(i) = c.index.remove(&page) else {
+        let Some(&i) = c.index.get(&page) else {
             return;
         };
+        // An in-flight image the slot shared stays in memory without the
+        // slot: it counts as a copy until its cycle ends.
+        c.count_copy(i);
+        c.index.remove(&page);
         let gone = c.slots.swap_remove(i);
         if gone.dirty {
             c.dirty -= 1;

@@ -11,11 +11,13 @@
 //!    are synced: pages the tree on disk (the previous cycle's) does not
 //!    use, either fresh (numbered from the page count of the previous
 //!    cycle's meta page on) or free in it (see `btree/free.rs`). Only
-//!    pages and a meta page written through the WIJ below refer to them,
-//!    so a crash that tears one loses nothing: the journal from the
-//!    previous cycle's `redo_from` builds them again. A bulk load's new
-//!    pages, and the leaves any load changes (the tree moves a leaf to
-//!    such a page before changing it), are so written once, not twice;
+//!    this cycle's pages refer to them (the WIJ's, through the meta page
+//!    and branches, and other direct pages), and the WIJ names the cycle
+//!    only after they are durable, so a crash that tears one loses
+//!    nothing: the journal from the previous cycle's `redo_from` builds
+//!    them again. A bulk load's new pages, and the leaves any load
+//!    changes (the tree moves a leaf below the root to such a page before
+//!    changing it), are so written once, not twice;
 //! 4. phase 1: the other page images go to the WIJ, durably, then it is marked
 //!    active (which says the previous cycle, whose phase 2 is done, is
 //!    finished: the WIJ keeps its slots apart, see `wij`);

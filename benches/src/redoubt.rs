@@ -4,7 +4,9 @@
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use redoubt_engine::{Engine, EngineOptions, Key, Session, Subscript, Value, ValueRef};
+use redoubt_engine::{
+    Engine, EngineOptions, Key, PendingCommit, Session, Subscript, Value, ValueRef,
+};
 
 use crate::store::{Probe, Reader, Store, StoreConfig, Writer};
 use crate::workload::{self, RawKey};
@@ -66,6 +68,7 @@ impl Store for Redoubt {
         Ok(RedoubtWriter {
             session: self.engine.session(),
             value: Value::Bytes(workload::value()),
+            pending: None,
         })
     }
 
@@ -96,6 +99,8 @@ impl Store for Redoubt {
 pub struct RedoubtWriter {
     session: Session,
     value: Value,
+    /// The last pipelined commit, not yet waited for.
+    pending: Option<PendingCommit>,
 }
 
 impl Writer<Key> for RedoubtWriter {
@@ -110,6 +115,25 @@ impl Writer<Key> for RedoubtWriter {
         }
         s.tcommit()?;
         Ok(())
+    }
+
+    fn commit_pipelined(&mut self, keys: &[Key]) -> Result<()> {
+        let s = &mut self.session;
+        s.tstart()?;
+        for key in keys {
+            s.set(DB, key, &self.value)?;
+        }
+        // The previous transaction's sync ran while this one was built.
+        self.finish()?;
+        self.pending = Some(self.session.tcommit_pipelined()?);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> Result<()> {
+        match self.pending.take() {
+            Some(commit) => Ok(commit.wait()?),
+            None => Ok(()),
+        }
     }
 }
 

@@ -71,6 +71,19 @@ pub trait Writer<K> {
     /// returns when it is durable. One key = one autocommitted write where
     /// the store has that notion (a SET outside a transaction for us).
     fn commit(&mut self, keys: &[K]) -> Result<()>;
+
+    /// Like [`Writer::commit`], but may return before this transaction is
+    /// durable: only the previous one must be durable when it returns, and
+    /// [`Writer::finish`] waits for the last. A store without such a
+    /// commit commits synchronously (the default).
+    fn commit_pipelined(&mut self, keys: &[K]) -> Result<()> {
+        self.commit(keys)
+    }
+
+    /// Returns once every commit made through this writer is durable.
+    fn finish(&mut self) -> Result<()> {
+        Ok(())
+    }
 }
 
 pub trait Reader<K> {

@@ -19,7 +19,9 @@ pub mod storage;
 pub mod wij;
 pub mod wire;
 
-pub use db::{Direction, Engine, EngineOptions, PoolStats, RecoveryReport, Row, Session};
+pub use db::{
+    Direction, Engine, EngineOptions, PendingCommit, PoolStats, RecoveryReport, Row, Session,
+};
 pub use error::{EngineError, Result};
 pub use lsn::Lsn;
 pub use model::{GlobalName, Key, Subscript, Value, ValueRef};

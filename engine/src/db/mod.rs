@@ -22,6 +22,7 @@ mod gate;
 mod history;
 mod locks;
 mod merge;
+mod pending;
 mod recovery;
 mod replica;
 mod rewind;
@@ -43,6 +44,7 @@ use parking_lot::{Condvar, Mutex, RwLock};
 
 pub use database::{valid_name as valid_database_name, Database};
 pub use gate::Access;
+pub use pending::PendingCommit;
 pub use recovery::{wij_decision, RecoveryReport, WijAction};
 pub use scan::Row;
 pub use seed::{

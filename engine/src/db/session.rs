@@ -4,12 +4,13 @@
 //! made (there is no isolation beyond LOCK); a transaction makes a group of
 //! changes commit together and lets them be rolled back with their
 //! before-images. A SET or KILL outside a transaction, and an outermost
-//! TCOMMIT, return only when their journal record is durable.
+//! TCOMMIT, return only when their journal record is durable
+//! ([`Session::tcommit_pipelined`] hands that wait back to the caller).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use super::{now_us, Database, Inner, MAX_VALUE};
+use super::{now_us, Database, Inner, PendingCommit, MAX_VALUE};
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
 use crate::journal::{ChangeRef, Record, TxnId};
@@ -402,11 +403,31 @@ impl Session {
 
     /// `TCOMMIT`: ends the innermost level; the outermost commits durably.
     pub fn tcommit(&mut self) -> Result<()> {
+        match self.end_txn()? {
+            Some(end) => self.inner.wait_commit(end),
+            None => Ok(()),
+        }
+    }
+
+    /// `TCOMMIT` without waiting for durability: the outermost level's
+    /// commit record is journaled and its sync started, and the session is
+    /// free for its next transaction while the sync runs. The commit is
+    /// acknowledged only when the returned [`PendingCommit::wait`] returns
+    /// `Ok` (see `pending.rs`). Closing an inner level commits nothing and
+    /// returns a commit with nothing to wait for.
+    pub fn tcommit_pipelined(&mut self) -> Result<PendingCommit> {
+        let end = self.end_txn()?;
+        Ok(PendingCommit::new(Arc::clone(&self.inner), end))
+    }
+
+    /// Closes the innermost level; for the outermost, journals the commit
+    /// record and returns its end (not yet durable).
+    fn end_txn(&mut self) -> Result<Option<Lsn>> {
         self.inner.check_poison()?;
         let t = self.txn.as_mut().ok_or(EngineError::NoTransaction)?;
         if t.levels.len() > 1 {
             t.levels.pop();
-            return Ok(());
+            return Ok(None);
         }
         let id = t.id;
         if let Some(lost) = self.discard_if_demoted() {
@@ -420,7 +441,7 @@ impl Session {
         drop(permit);
         self.inner.open_txns.lock().remove(&id);
         self.txn = None;
-        self.inner.wait_commit(end)
+        Ok(Some(end))
     }
 
     /// `TROLLBACK` (all levels) or `TROLLBACK 1` (`innermost_only`).

@@ -167,6 +167,9 @@ impl FlusherSignal {
 #[derive(Default)]
 struct WriteAheadSignal {
     asked: std::sync::atomic::AtomicBool,
+    /// The highest position a [`Journal::request_sync`] asked to be made
+    /// durable (set before `asked`, read after clearing it).
+    sync_to: AtomicU64,
     /// `true` once the thread must stop.
     stop: Mutex<bool>,
     wake: Condvar,
@@ -1061,8 +1064,29 @@ impl Journal {
     /// [`Journal::write_ahead`] when it is due. Cheap when it is not (two
     /// loads): a session in a transaction calls it after every change.
     pub fn request_write_ahead(&self) {
+        if self.write_ahead_due() {
+            self.wake_write_ahead();
+        }
+    }
+
+    /// Asks the write-ahead thread, if one runs, to make the journal
+    /// durable up to `upto` (leading a group-commit flush, as a committer
+    /// would), so that a pipelined commit's sync runs while its session
+    /// goes on. Nothing waits for it here; without the thread, the
+    /// commit's eventual [`Journal::wait_durable`] syncs.
+    pub fn request_sync(&self, upto: Lsn) {
+        if self.durable_lsn() < upto {
+            self.inner
+                .write_ahead
+                .sync_to
+                .fetch_max(upto.0, Ordering::SeqCst);
+            self.wake_write_ahead();
+        }
+    }
+
+    fn wake_write_ahead(&self) {
         let signal = &self.inner.write_ahead;
-        if self.write_ahead_due() && !signal.asked.swap(true, Ordering::AcqRel) {
+        if !signal.asked.swap(true, Ordering::SeqCst) {
             let _g = signal.stop.lock();
             signal.wake.notify_one();
         }
@@ -1092,8 +1116,14 @@ impl Journal {
                         }
                     }
                     // Cleared first: a request from now on wakes us again.
-                    signal.asked.store(false, Ordering::Release);
-                    if j.write_ahead().is_err() {
+                    signal.asked.store(false, Ordering::SeqCst);
+                    let sync_to = Lsn(signal.sync_to.load(Ordering::SeqCst));
+                    let done = if j.durable_lsn() < sync_to {
+                        j.wait_durable(sync_to)
+                    } else {
+                        j.write_ahead()
+                    };
+                    if done.is_err() {
                         return; // poisoned: every commit fails from now on
                     }
                 }

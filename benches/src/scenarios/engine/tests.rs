@@ -3,7 +3,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::bulk::{self, Order};
+use super::bulk::{self, Commits, Order};
 use super::{commits, reads, recovery};
 use crate::peers::{Redb, Sqlite};
 use crate::redoubt::Redoubt;
@@ -27,7 +27,7 @@ fn every_workload<S: Store>() {
         S::NAME
     );
 
-    let b = bulk::run::<S>(&ctx, Order::Random, 2_500, 1 << 20).unwrap();
+    let b = bulk::run::<S>(&ctx, Order::Random, Commits::Synchronous, 2_500, 1 << 20).unwrap();
     assert!(b.sets_per_s > 0.0 && b.file_bytes > 0, "{} {b:?}", S::NAME);
 
     let loaded = reads::load::<S>(&ctx, 3_000, 1 << 20).unwrap();
@@ -64,9 +64,12 @@ fn our_engine_reports_pool_and_fsyncs() {
     let c = commits::run::<Redoubt>(&ctx, 2, Duration::from_millis(100), 2).unwrap();
     let syncs = c.syncs_per_commit.expect("the engine counts its fsyncs");
     assert!(syncs > 0.0 && syncs <= 1.5, "{syncs}");
-    let b = bulk::run::<Redoubt>(&ctx, Order::Sequential, 2_000, 1 << 20).unwrap();
-    assert!(b.max_resident_bytes.unwrap() > 0);
-    assert_eq!(b.pool_bound_bytes, Some(1 << 20));
+    for commits in [Commits::Synchronous, Commits::Pipelined] {
+        let b = bulk::run::<Redoubt>(&ctx, Order::Sequential, commits, 2_000, 1 << 20).unwrap();
+        assert!(b.max_resident_bytes.unwrap() > 0);
+        assert_eq!(b.pool_bound_bytes, Some(1 << 20));
+        assert!(b.sets_per_s > 0.0, "{commits:?} {b:?}");
+    }
 }
 
 #[test]

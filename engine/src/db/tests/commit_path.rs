@@ -10,19 +10,6 @@ use std::time::Duration;
 use super::*;
 use crate::error::EngineError;
 
-/// A primary mirror member alone (no backup: commits wait only for the
-/// local sync), on a simulated disk.
-fn member_primary(fs: &SimFs) -> Engine {
-    let opts = EngineOptions {
-        mirrored: true,
-        ..sim_opts(fs)
-    };
-    let (e, _) = Engine::open(Path::new("/data"), opts).expect("open");
-    e.become_primary(1).expect("become primary");
-    e.create_database(DB).expect("create database");
-    e
-}
-
 /// Runs `threads` committers of `each` SETs; returns their results, or
 /// panics if they are not all back within 20 s (a lost wake-up).
 fn commit_from_threads(e: &Engine, threads: u64, each: u64) -> Vec<Result<(), EngineError>> {

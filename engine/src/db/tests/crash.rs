@@ -54,30 +54,39 @@ fn apply(state: &mut State, c: &Change) {
     }
 }
 
-/// Runs commit units until the disk dies; returns the states recovery may
-/// legally produce: the last acknowledged one, and the one the unit in
-/// flight at the crash would have produced had it committed.
+/// Runs commit units until the disk dies, on a database that holds
+/// `acked` already; returns the states recovery may legally produce: the
+/// last acknowledged one, and those the commits not yet acknowledged at the
+/// crash would have produced.
 ///
 /// The session is the caller's, dropped only once the disk is dead: a
 /// rollback on drop then reaches no image. (Leaking it instead, with
-/// `mem::forget`, kept every run's engine and simulated disk alive.)
-fn workload(e: &Engine, s: &mut crate::db::Session, seed: u64, units: usize) -> Vec<State> {
-    workload_after(e, s, seed, units, State::new())
-}
-
-/// [`workload`] on a database that holds `acked` already.
+/// `mem::forget`, kept every run's engine and simulated disk alive.) With
+/// `pipelined`, transactions commit with `tcommit_pipelined`, and each
+/// is acknowledged only when the session waits for it: after the next
+/// transaction's changes and commit, or at a SET outside a transaction
+/// (whose own sync covers it).
 fn workload_after(
     e: &Engine,
     s: &mut crate::db::Session,
     seed: u64,
     units: usize,
     mut acked: State,
+    pipelined: bool,
 ) -> Vec<State> {
     let mut rng = StdRng::seed_from_u64(seed);
+    // A commit not yet acknowledged, and the state it makes.
+    let mut pending: Option<(crate::db::PendingCommit, State)> = None;
+    let allowed = |acked: State, pending: Option<(_, State)>, next: Option<State>| {
+        let mut states = vec![acked];
+        states.extend(pending.map(|(_, s)| s));
+        states.extend(next);
+        states
+    };
     for _ in 0..units {
         // The write daemon's cycles, at points the seed chooses.
         if rng.gen_bool(0.12) && e.checkpoint().is_err() {
-            return vec![acked];
+            return allowed(acked, pending, None);
         }
         let in_txn = rng.gen_bool(0.3);
         let n = if in_txn { rng.gen_range(1..6) } else { 1 };
@@ -92,13 +101,14 @@ fn workload_after(
                 }
             })
             .collect();
-        let mut next = acked.clone();
+        let base = pending.as_ref().map_or(&acked, |(_, st)| st).clone();
+        let mut next = base.clone();
         for c in &changes {
             apply(&mut next, c);
         }
         let rolled_back = in_txn && rng.gen_bool(0.15);
         let mid_txn_checkpoint = rng.gen_bool(0.2);
-        let result = (|| -> crate::error::Result<()> {
+        let result = (|| -> crate::error::Result<Option<crate::db::PendingCommit>> {
             if in_txn {
                 s.tstart()?;
             }
@@ -114,26 +124,58 @@ fn workload_after(
                 }
             }
             if rolled_back {
-                s.trollback(false)
+                s.trollback(false).map(|()| None)
+            } else if in_txn && pipelined {
+                s.tcommit_pipelined().map(Some)
             } else if in_txn {
-                s.tcommit()
+                s.tcommit().map(|()| None)
             } else {
-                Ok(())
+                Ok(None)
             }
         })();
         if rolled_back {
-            next = acked.clone();
+            next = base;
         }
         match result {
-            Ok(()) => acked = next,
-            Err(_) => return vec![acked, next],
+            Ok(Some(commit)) => {
+                // The previous commit is acknowledged only now, with this
+                // one's sync under way.
+                if let Some((previous, state)) = pending.take() {
+                    let end = previous.end().expect("an outermost commit");
+                    if previous.wait().is_err() {
+                        return vec![acked, state, next];
+                    }
+                    assert!(
+                        e.journal().durable_lsn() >= end,
+                        "a pipelined commit was acknowledged before it was durable"
+                    );
+                    acked = state;
+                }
+                pending = Some((commit, next));
+            }
+            // A rollback changes nothing; a pending commit stays pending.
+            Ok(None) if rolled_back => {}
+            // A SET or KILL outside a transaction: durable once it returns,
+            // and so is everything before it; unless it changed nothing
+            // (a KILL of a missing node journals nothing, syncs nothing).
+            Ok(None) => match pending.take() {
+                Some((commit, _)) if !commit.is_durable_here() => pending = Some((commit, next)),
+                _ => acked = next,
+            },
+            Err(_) => return allowed(acked, pending, Some(next)),
         }
     }
-    vec![acked]
+    match pending {
+        Some((commit, state)) => match commit.wait() {
+            Ok(()) => vec![state],
+            Err(_) => vec![acked, state],
+        },
+        None => vec![acked],
+    }
 }
 
 fn one_cut(seed: u64, cut: u64) {
-    one_cut_with(seed, cut, false, 0);
+    one_cut_with(seed, cut, false, 0, false);
 }
 
 /// With `zero_thread`, the journal's zero-filling thread runs too: its
@@ -141,8 +183,15 @@ fn one_cut(seed: u64, cut: u64) {
 /// sync, but every image must still hold exactly the acknowledged history.
 /// `write_ahead_bytes` > 0 lets the journal's write-ahead thread write a
 /// transaction's records once that many wait (at varying places too).
-/// Returns how many times records were written ahead.
-fn one_cut_with(seed: u64, cut: u64, zero_thread: bool, write_ahead_bytes: u64) -> u64 {
+/// With `pipelined`, transactions commit with `tcommit_pipelined` (see
+/// [`workload_after`]). Returns how many times records were written ahead.
+fn one_cut_with(
+    seed: u64,
+    cut: u64,
+    zero_thread: bool,
+    write_ahead_bytes: u64,
+    pipelined: bool,
+) -> u64 {
     let fs = SimFs::new();
     let mut opts = sim_opts(&fs);
     opts.journal.zero_fill_thread = zero_thread;
@@ -150,7 +199,7 @@ fn one_cut_with(seed: u64, cut: u64, zero_thread: bool, write_ahead_bytes: u64) 
     let e = open_with(opts);
     fs.crash_at_sync(cut);
     let mut s = e.session();
-    let allowed = workload(&e, &mut s, seed, 120);
+    let allowed = workload_after(&e, &mut s, seed, 120, State::new(), pipelined);
     fs.crash_now();
     let written_ahead = e.journal().writes_ahead();
     drop(s);
@@ -202,7 +251,7 @@ fn crash_images_with_the_zero_filling_thread_keep_the_acknowledged_history() {
     let (seeds, cuts) = seeds_and_cuts((3, 60), (20, 200));
     for seed in 0..seeds {
         for cut in (1..=cuts).step_by(2) {
-            one_cut_with(1000 + seed, cut, true, 0);
+            one_cut_with(1000 + seed, cut, true, 0, false);
         }
     }
 }
@@ -217,7 +266,7 @@ fn crash_images_with_records_written_ahead_keep_the_acknowledged_history() {
     let mut written_ahead = 0;
     for seed in 0..seeds {
         for cut in (1..=cuts).step_by(2) {
-            written_ahead += one_cut_with(2000 + seed, cut, false, 100);
+            written_ahead += one_cut_with(2000 + seed, cut, false, 100, false);
         }
     }
     eprintln!("records written ahead {written_ahead} times over the cuts");
@@ -225,6 +274,21 @@ fn crash_images_with_records_written_ahead_keep_the_acknowledged_history() {
         written_ahead > 50,
         "records were written ahead {written_ahead} times: the test does not test it"
     );
+}
+
+/// The crash images again with pipelined commits: each transaction's
+/// commit is acknowledged only once the next one is under way, and its
+/// sync is led by the journal's write-ahead thread (so cuts fall at
+/// varying places). Every acknowledged commit survives, and an
+/// unacknowledged one is whole or absent.
+#[test]
+fn crash_images_with_pipelined_commits_keep_the_acknowledged_history() {
+    let (seeds, cuts) = seeds_and_cuts((3, 60), (20, 200));
+    for seed in 0..seeds {
+        for cut in (1..=cuts).step_by(2) {
+            one_cut_with(3000 + seed, cut, false, 0, true);
+        }
+    }
 }
 
 /// The crash images again, on a database several times its pool whose
@@ -271,7 +335,7 @@ fn one_buffered_cut(seed: u64, cut: u64) -> bool {
     }
     e.checkpoint().unwrap();
     fs.crash_at_sync(cut);
-    let allowed = workload_after(&e, &mut s, seed, 60, preloaded);
+    let allowed = workload_after(&e, &mut s, seed, 60, preloaded, false);
     let buffered = e.buffered_keys() > 0;
     fs.crash_now();
     drop(s);

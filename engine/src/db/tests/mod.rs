@@ -6,6 +6,7 @@ mod crash;
 mod insert_buffer;
 mod model_based;
 mod ops;
+mod pipelined;
 mod regressions;
 mod seed;
 
@@ -92,4 +93,17 @@ pub(super) fn replicate(p: &Engine, f: &Engine, end: crate::Lsn, mut after: impl
         after(f);
         pos = e;
     }
+}
+
+/// A primary mirror member alone (no backup: commits wait only for the
+/// local sync), on a simulated disk.
+pub(super) fn member_primary(fs: &SimFs) -> Engine {
+    let opts = EngineOptions {
+        mirrored: true,
+        ..sim_opts(fs)
+    };
+    let (e, _) = Engine::open(Path::new("/data"), opts).expect("open");
+    e.become_primary(1).expect("become primary");
+    e.create_database(DB).expect("create database");
+    e
 }

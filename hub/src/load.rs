@@ -9,7 +9,13 @@
 //! `seq`; `n` is 3, or [`BIG_TXN`] for every fiftieth, whose records the
 //! journal writes ahead of the commit). Whatever the loader printed before
 //! it was killed must be in the database after recovery, whole; a
-//! transaction it had not acknowledged is there whole or not at all.
+//! transaction it had not acknowledged is there whole or not at all, and
+//! nothing after it.
+//!
+//! With `pipelined`, every commit is a transaction committed with
+//! `Session::tcommit_pipelined`, and commit `seq` is acknowledged (waited
+//! for, then printed) only after transaction `seq + 1` is built: the
+//! printed line follows `PendingCommit::wait`, never the commit call.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
@@ -18,7 +24,7 @@ use std::sync::Arc;
 
 use anyhow::{bail, Context, Result};
 use redoubt_engine::model::{Key, Subscript, Value};
-use redoubt_engine::{Engine, EngineOptions};
+use redoubt_engine::{Engine, EngineOptions, PendingCommit};
 
 pub const DB: &str = "LOAD";
 
@@ -64,8 +70,9 @@ pub fn open(data: &Path) -> Result<(Engine, redoubt_engine::RecoveryReport)> {
 
 /// Runs `threads` writers until killed (or `commits` per thread are done),
 /// printing each acknowledged commit on stdout. Each thread resumes after
-/// the highest sequence number already stored for it.
-pub fn run_writers(data: &Path, threads: u32, commits: u64) -> Result<()> {
+/// the highest sequence number already stored for it. `pipelined`: see the
+/// module docs.
+pub fn run_writers(data: &Path, threads: u32, commits: u64, pipelined: bool) -> Result<()> {
     let (engine, _) = open(data)?;
     let out = Arc::new(std::sync::Mutex::new(std::io::stdout()));
     let handles: Vec<_> = (0..threads)
@@ -85,21 +92,41 @@ pub fn run_writers(data: &Path, threads: u32, commits: u64) -> Result<()> {
                     )?
                     .and_then(|sub| sub.as_i64())
                     .map_or(0, |n| n as u64 + 1);
-                for seq in start..start + commits {
-                    if seq % 2 == 0 {
-                        s.set(DB, &key(t, seq, None), &value(t, seq))?;
-                    } else {
-                        s.tstart()?;
-                        s.set(DB, &key(t, seq, None), &value(t, seq))?;
-                        for sub in 1..=extra_nodes(seq) {
-                            s.set(DB, &key(t, seq, Some(sub)), &Value::Int(sub))?;
-                        }
-                        s.tcommit()?;
-                    }
+                let ack = |seq: u64| -> Result<()> {
                     let ahead = engine.journal().writes_ahead();
                     let mut o = out.lock().expect("stdout lock");
                     writeln!(o, "ack {t} {seq} {ahead}")?;
                     o.flush()?;
+                    Ok(())
+                };
+                let mut pending: Option<(u64, PendingCommit)> = None;
+                for seq in start..start + commits {
+                    let txn = pipelined || seq % 2 == 1;
+                    if txn {
+                        s.tstart()?;
+                    }
+                    s.set(DB, &key(t, seq, None), &value(t, seq))?;
+                    for sub in 1..=extra_nodes(seq) {
+                        s.set(DB, &key(t, seq, Some(sub)), &Value::Int(sub))?;
+                    }
+                    if pipelined {
+                        // The previous commit synced while this one was
+                        // built; only now is it acknowledged.
+                        if let Some((previous, commit)) = pending.take() {
+                            commit.wait()?;
+                            ack(previous)?;
+                        }
+                        pending = Some((seq, s.tcommit_pipelined()?));
+                        continue;
+                    }
+                    if txn {
+                        s.tcommit()?;
+                    }
+                    ack(seq)?;
+                }
+                if let Some((previous, commit)) = pending {
+                    commit.wait()?;
+                    ack(previous)?;
                 }
                 Ok(())
             })
@@ -182,6 +209,11 @@ pub fn verify(engine: &Engine, acked: &BTreeMap<u32, u64>) -> Result<u64> {
         let whole = head && nodes == extra_nodes(next);
         if !whole && (head || nodes > 0) {
             bail!("unacknowledged transaction ^Load({t},{next}) is partly present after recovery ({nodes} of {} nodes)", extra_nodes(next));
+        }
+        // No commit starts before the one ahead of it is acknowledged.
+        let after = next + 1;
+        if s.get(DB, &key(t, after, None))?.is_some() || present_nodes(&s, t, after)? > 0 {
+            bail!("^Load({t},{after}) is present after recovery, though ^Load({t},{next}) was never acknowledged");
         }
     }
     Ok(checked)

@@ -124,6 +124,10 @@ enum Cmd {
         threads: u32,
         #[arg(long, default_value_t = u64::MAX / 4)]
         commits: u64,
+        /// Commit every transaction pipelined, acknowledging each once the
+        /// next is built (`Session::tcommit_pipelined`).
+        #[arg(long)]
+        pipelined: bool,
     },
 }
 
@@ -159,7 +163,8 @@ fn main() -> ExitCode {
             data,
             threads,
             commits,
-        } => load::run_writers(&data, threads, commits),
+            pipelined,
+        } => load::run_writers(&data, threads, commits, pipelined),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

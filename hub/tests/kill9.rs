@@ -15,6 +15,17 @@ use redoubt_hub::load;
 
 #[test]
 fn every_acknowledged_commit_survives_kill_9() {
+    kill_9_rounds(false);
+}
+
+/// The same with pipelined commits: each acknowledged only after the next
+/// transaction is built, by `PendingCommit::wait`.
+#[test]
+fn every_acknowledged_pipelined_commit_survives_kill_9() {
+    kill_9_rounds(true);
+}
+
+fn kill_9_rounds(pipelined: bool) {
     let rounds = if std::env::var("REDOUBT_LONG_TESTS").is_ok() {
         100
     } else {
@@ -29,6 +40,7 @@ fn every_acknowledged_commit_survives_kill_9() {
         let mut child = Command::new(env!("CARGO_BIN_EXE_redoubt"))
             .args(["write-load", "--threads", "8", "--data"])
             .arg(&data)
+            .args(pipelined.then_some("--pipelined"))
             .stdout(Stdio::piped())
             .spawn()
             .unwrap();
@@ -60,5 +72,5 @@ fn every_acknowledged_commit_survives_kill_9() {
         written_ahead > 0,
         "no transaction's records were written ahead: the test does not test it"
     );
-    println!("{rounds} kills, {total} acknowledged commits, all present; {written_ahead} writes ahead of commits");
+    println!("pipelined {pipelined}: {rounds} kills, {total} acknowledged commits, all present; {written_ahead} writes ahead of commits");
 }

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use redoubt_engine::client::Client;
+use redoubt_engine::wire::ClientOp;
 use redoubt_engine::{Key, Subscript, Value};
 
 use super::{Ctx, Part, Scenario};
@@ -20,10 +21,16 @@ use crate::workload::{self, median, percentile_ms, RawKey, SplitMix64};
 pub const SCENARIO: Scenario = Scenario {
     name: "mirror",
     about: "commits/s and latency with a synchronous backup on loopback vs PostgreSQL 15 with a synchronous standby",
-    parts: &[Part {
-        name: "commits",
-        run: commits,
-    }],
+    parts: &[
+        Part {
+            name: "commits",
+            run: commits,
+        },
+        Part {
+            name: "bulk",
+            run: bulk,
+        },
+    ],
 };
 
 /// QoS of the benchmark mirror (no failover happens here; the default).
@@ -210,6 +217,113 @@ fn commits(ctx: &Ctx, report: &mut Report) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// The network loads: SETs per transaction, transactions per pipeline
+/// when commits are pipelined, and rows loaded (full, quick).
+const LOADS: [(usize, usize, (usize, usize)); 2] =
+    [(1000, 8, (200_000, 40_000)), (10, 100, (40_000, 10_000))];
+
+/// One client loading random keys in transactions through
+/// [`Client::pipeline`]: each transaction sent whole and its commit waited
+/// for before the next is sent, then several transactions per pipeline,
+/// so the primary runs the next ones while a commit syncs and reaches the
+/// backup (and commits that wait together share a sync).
+fn bulk(ctx: &Ctx, report: &mut Report) -> Result<()> {
+    let reps = ctx.pick(4, 1);
+    report.section(format!(
+        "Mirrored loads over the network: one client, random 16-byte keys with 100-byte values \
+         (the same keys every run, after a first load not counted), each transaction sent in one \
+         pipeline (Client::pipeline); primary + synchronous backup + arbiter on loopback; median \
+         of {reps} run(s), interleaved"
+    ));
+    ctx.progress("starting the mirror (primary, synchronous backup, arbiter)");
+    let mirror = Mirror::start(ctx, "mirror-bulk", QOS_MS)?;
+    for (batch, in_flight, rows) in LOADS {
+        let rows = ctx.pick(rows.0, rows.1);
+        let load = |per_pipeline| load_over_network(&mirror, rows, batch, per_pipeline, 7_000);
+        ctx.progress(format!(
+            "  {batch} SETs per transaction: first load (not counted)"
+        ));
+        load(in_flight)?;
+        let (mut one, mut many) = (Vec::new(), Vec::new());
+        for rep in 0..reps {
+            // Alternating which goes first, so a trend hits both alike.
+            if rep % 2 == 0 {
+                one.push(load(1)?);
+                many.push(load(in_flight)?);
+            } else {
+                many.push(load(in_flight)?);
+                one.push(load(1)?);
+            }
+            ctx.progress(format!(
+                "  {batch} SETs per transaction, run {rep}: one per pipeline {:.0} SETs/s, \
+                 {in_flight} per pipeline {:.0} SETs/s",
+                one[rep], many[rep]
+            ));
+        }
+        let (o, m) = (median(&one), median(&many));
+        let what = format!("{rows} rows, {batch} SETs per transaction");
+        report.figure(
+            &format!("SETs/s, {what}, each commit answered before the next is sent"),
+            o,
+            "SETs/s",
+        );
+        report.figure(
+            &format!("SETs/s, {what}, {in_flight} transactions per pipeline"),
+            m,
+            "SETs/s",
+        );
+        report.figure(&format!("pipelined / one at a time, {what}"), m / o, "x");
+    }
+    if let Some(why) = still_synced(&mirror) {
+        report.section_note(format!("MIRROR TROUBLE after the loads: {why}"));
+    } else {
+        report.section_note("the backup stayed active and synchronous through every run");
+    }
+    Ok(())
+}
+
+/// SETs/s of one client loading `rows` random keys in transactions of
+/// `batch` SETs, `per_pipeline` transactions per [`Client::pipeline`]
+/// call; every commit acknowledged.
+fn load_over_network(
+    m: &Mirror,
+    rows: usize,
+    batch: usize,
+    per_pipeline: usize,
+    seed: u64,
+) -> Result<f64> {
+    let mut c = Client::connect(&m.addrs(), hub::client_options("bench-load".into()))
+        .context("connect to the mirror's primary")?;
+    let value = Value::Bytes(workload::value());
+    let mut rng = SplitMix64::new(seed);
+    let mut ops = Vec::with_capacity(per_pipeline * (batch + 2));
+    let start = Instant::now();
+    let mut done = 0;
+    while done < rows {
+        ops.clear();
+        for _ in 0..per_pipeline {
+            if done >= rows {
+                break;
+            }
+            let n = batch.min(rows - done);
+            ops.push(ClientOp::TStart);
+            for _ in 0..n {
+                ops.push(ClientOp::Set {
+                    db: hub::DB.into(),
+                    key: key(&workload::random_key(&mut rng)),
+                    value: value.clone(),
+                });
+            }
+            ops.push(ClientOp::TCommit);
+            done += n;
+        }
+        for (i, answer) in c.pipeline(&ops)?.into_iter().enumerate() {
+            answer.with_context(|| format!("{} in the load", ops[i]))?;
+        }
+    }
+    Ok(workload::rate(rows as u64, start.elapsed()))
 }
 
 /// The primary's commit counter, from its status.

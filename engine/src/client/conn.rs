@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use super::ClientOptions;
 use crate::wire::{
-    recv, send, FrameLimits, Hello, Message, PeerRole, Refuse, Request, Response, Welcome,
-    WireError,
+    peek_now, recv, send, FrameLimits, Hello, Message, PeerRole, Refuse, Request, Response,
+    Welcome, WireError,
 };
 
 /// An open, handshaken connection.
@@ -108,6 +108,14 @@ impl Conn {
     /// response. After an error other than `Local` the connection is
     /// unusable.
     pub fn call(&mut self, req: &Request, extra: Duration) -> Result<Response, CallError> {
+        self.send(req, true)?;
+        self.receive(req.id, extra)
+    }
+
+    /// Sends `req` without waiting for its response. `idle`: no response
+    /// is outstanding, so any byte from the member means it closed the
+    /// connection or misbehaves (checked before sending).
+    pub fn send(&mut self, req: &Request, idle: bool) -> Result<(), CallError> {
         let frame = Message::Request(req.clone())
             .to_frame()
             .map_err(CallError::Local)?;
@@ -118,18 +126,22 @@ impl Conn {
                 limit: u64::from(self.limits.max_payload),
             }));
         }
-        if let Some(why) = self.closed_by_peer() {
-            return Err(CallError::NotSent(WireError::Io(why)));
+        if idle {
+            if let Some(why) = self.closed_by_peer() {
+                return Err(CallError::NotSent(WireError::Io(why)));
+            }
         }
         // One write of the whole frame: if it fails, the member has at most
         // a partial frame, which it can only reject.
-        if let Err(e) = self
-            .stream
+        self.stream
             .write_all(&frame)
             .and_then(|()| self.stream.flush())
-        {
-            return Err(CallError::NotSent(WireError::Io(e)));
-        }
+            .map_err(|e| CallError::NotSent(WireError::Io(e)))
+    }
+
+    /// Waits up to the I/O timeout plus `extra` for the response to
+    /// request `id`, the next one the member owes.
+    pub fn receive(&mut self, id: u64, extra: Duration) -> Result<Response, CallError> {
         let timeout = self.io_timeout.saturating_add(extra);
         if self.read_timeout != Some(timeout) {
             if let Err(e) = self.stream.set_read_timeout(Some(timeout)) {
@@ -138,10 +150,10 @@ impl Conn {
             self.read_timeout = Some(timeout);
         }
         match recv(&mut self.reader, self.limits) {
-            Ok(Message::Response(r)) if r.id == req.id => Ok(r),
+            Ok(Message::Response(r)) if r.id == id => Ok(r),
             Ok(Message::Response(r)) => Err(CallError::Lost(WireError::malformed(
                 crate::wire::kind::RESPONSE,
-                format!("response to request {} while waiting for {}", r.id, req.id),
+                format!("response to request {} while waiting for {id}", r.id),
             ))),
             Ok(other) => Err(CallError::Lost(WireError::malformed(
                 other.kind(),
@@ -185,35 +197,4 @@ impl Conn {
             )),
         }
     }
-}
-
-/// One non-blocking peek at the socket (a single `recv` with
-/// `MSG_PEEK | MSG_DONTWAIT`; the socket itself stays blocking).
-#[cfg(unix)]
-fn peek_now(s: &TcpStream) -> io::Result<usize> {
-    use std::os::fd::AsRawFd;
-    let mut b = [0u8; 1];
-    // SAFETY: `b` is a valid, writable buffer of the length passed, and the
-    // descriptor is owned by `s` for the duration of the call.
-    let n = unsafe {
-        libc::recv(
-            s.as_raw_fd(),
-            b.as_mut_ptr().cast(),
-            b.len(),
-            libc::MSG_PEEK | libc::MSG_DONTWAIT,
-        )
-    };
-    if n < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(n as usize)
-    }
-}
-
-#[cfg(not(unix))]
-fn peek_now(s: &TcpStream) -> io::Result<usize> {
-    s.set_nonblocking(true)?;
-    let r = s.peek(&mut [0u8; 1]);
-    s.set_nonblocking(false)?;
-    r
 }

@@ -26,13 +26,15 @@
 //!
 //! Files: [`options`], [`error`], `conn` (one connection), `discover`
 //! (finding the primary), [`session`] ([`Client`] and its retry rules),
-//! [`ops`] (the typed operations).
+//! [`ops`] (the typed operations), [`pipeline`] (many requests in flight,
+//! commits overlapping the next transaction).
 
 mod conn;
 mod discover;
 pub mod error;
 pub mod ops;
 pub mod options;
+pub mod pipeline;
 pub mod session;
 
 #[cfg(test)]
@@ -40,4 +42,5 @@ mod tests;
 
 pub use error::ClientError;
 pub use options::{ClientOptions, Target};
+pub use pipeline::{PipelineError, PIPELINE_WINDOW};
 pub use session::Client;

@@ -24,12 +24,12 @@ use crate::wire::{ClientOp, ErrorCode, Reply, Request, Welcome, WireError};
 
 /// A client of one mirror. Calls are sequential; use one client per thread.
 pub struct Client {
-    addrs: Vec<String>,
-    opts: ClientOptions,
-    conn: Option<Conn>,
-    next_id: u64,
-    level: u32,
-    locks: u32,
+    pub(super) addrs: Vec<String>,
+    pub(super) opts: ClientOptions,
+    pub(super) conn: Option<Conn>,
+    pub(super) next_id: u64,
+    pub(super) level: u32,
+    pub(super) locks: u32,
 }
 
 impl Client {
@@ -152,7 +152,7 @@ impl Client {
     }
 
     /// Follows `$TLEVEL` and the lock count from successful replies.
-    fn track(&mut self, op: &ClientOp, reply: &Reply) {
+    pub(super) fn track(&mut self, op: &ClientOp, reply: &Reply) {
         match (op, reply) {
             (
                 ClientOp::TStart | ClientOp::TCommit | ClientOp::TRollback { .. },

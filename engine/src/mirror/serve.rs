@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use super::member::Shared;
 use super::{link_peer, seed, sender};
-use crate::db::Session;
+use crate::db::{PendingCommit, Session};
 use crate::error::EngineError;
 use crate::wire::{
     self, ClientOp, ErrorCode, FrameLimits, Hello, Message, PeerRole, Refuse, RefuseCode,
@@ -139,30 +139,151 @@ fn status_reply(shared: &Shared, s: &mut TcpStream) -> Result<(), String> {
     wire::send(s, &Message::StatusReply(StatusReply { json })).map_err(|e| e.to_string())
 }
 
+/// Serves one client's requests in order. A `TCOMMIT` that ends a
+/// transaction is *pipelined*: its commit record is journaled and its sync
+/// started, and the requests the client has already sent behind it run
+/// while the sync does. No reply is sent before the replies of earlier
+/// requests, so every reply behind a commit waits for that commit's
+/// acknowledgement (see [`Outbox`]): a client that sends one request at a
+/// time sees exactly the synchronous `TCOMMIT`, and one that pipelines
+/// overlaps its next transaction with the commit's sync.
 fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
     let mut session = shared.engine.session();
-    // Buffered reads: a request's header and payload in one read.
-    let mut r = std::io::BufReader::new(s.try_clone().map_err(|e| e.to_string())?);
+    // Buffered reads: a request's header and payload in one read, and
+    // several pipelined requests per read.
+    let mut r =
+        std::io::BufReader::with_capacity(64 << 10, s.try_clone().map_err(|e| e.to_string())?);
+    let mut outbox = Outbox::default();
     loop {
+        if outbox.holds_any() && nothing_sent_yet(&r, &s) {
+            outbox.flush(shared, &mut s)?;
+        } else if outbox.too_full() {
+            // Keep the newest commit syncing while the client goes on.
+            outbox.send(shared, &mut s, 1)?;
+        }
         let msg = match wire::recv(&mut r, FrameLimits::CLIENT) {
             Ok(m) => m,
+            // The client is gone: its pending commits complete (or not)
+            // without it; nobody is left to tell.
             Err(wire::WireError::Closed) => return Ok(()),
             Err(e) => return Err(e.to_string()),
         };
         match msg {
             Message::Request(r) => {
+                let ends_txn = r.op == ClientOp::TCommit && session.tlevel() == 1;
+                if ends_txn {
+                    let held = match session.tcommit_pipelined() {
+                        Ok(commit) => Held::Commit(commit),
+                        Err(e) => Held::Ready(Err(remote_error(shared, e)), false),
+                    };
+                    outbox.push(r.id, held);
+                    continue;
+                }
+                if matches!(r.op, ClientOp::Lock { .. }) {
+                    // It may wait for its timeout: earlier replies first.
+                    outbox.flush(shared, &mut s)?;
+                }
                 let write = r.op.is_write();
                 let result = execute(&mut session, r.op).map_err(|e| remote_error(shared, e));
-                if write && result.is_ok() {
-                    shared.commits.fetch_add(1, Ordering::Relaxed);
+                outbox.push(r.id, Held::Ready(result, write));
+                if !outbox.holds_commit() {
+                    outbox.flush(shared, &mut s)?;
                 }
-                wire::send(&mut s, &Message::Response(Response { id: r.id, result }))
-                    .map_err(|e| e.to_string())?;
             }
-            Message::Status => status_reply(shared, &mut s)?,
+            Message::Status => {
+                outbox.flush(shared, &mut s)?;
+                status_reply(shared, &mut s)?
+            }
             other => return Err(format!("unexpected {} from a client", other.name())),
         }
     }
+}
+
+/// Replies not sent yet, in request order. A pipelined commit's reply is
+/// its acknowledgement: it is sent once [`PendingCommit::wait`] returns,
+/// and every later reply after it. The journal is one sequence, so
+/// waiting for the commits in order waits for each exactly once.
+#[derive(Default)]
+struct Outbox {
+    held: std::collections::VecDeque<(u64, Held)>,
+    commits: usize,
+}
+
+enum Held {
+    /// A result to send; whether the op was a write (counted when sent).
+    Ready(Result<Reply, RemoteError>, bool),
+    /// A pipelined `TCOMMIT`, answered when acknowledged.
+    Commit(PendingCommit),
+}
+
+/// Replies held at most, and commits pending at most, before the server
+/// sends what it can (waiting for all but the newest commit): a client
+/// that pipelines without reading its replies is slowed down, not
+/// buffered without bound.
+const MAX_HELD: usize = 4096;
+const MAX_COMMITS: usize = 64;
+
+impl Outbox {
+    fn push(&mut self, id: u64, held: Held) {
+        if matches!(held, Held::Commit(_)) {
+            self.commits += 1;
+        }
+        self.held.push_back((id, held));
+    }
+
+    fn holds_any(&self) -> bool {
+        !self.held.is_empty()
+    }
+
+    fn holds_commit(&self) -> bool {
+        self.commits > 0
+    }
+
+    fn too_full(&self) -> bool {
+        self.held.len() >= MAX_HELD || self.commits >= MAX_COMMITS
+    }
+
+    /// Sends every held reply, waiting for each pending commit first.
+    fn flush(&mut self, shared: &Shared, s: &mut TcpStream) -> Result<(), String> {
+        self.send(shared, s, 0)
+    }
+
+    /// Sends held replies from the front, waiting for pending commits,
+    /// until at most `keep` commits are held and the next reply waits for
+    /// one of them.
+    fn send(&mut self, shared: &Shared, s: &mut TcpStream, keep: usize) -> Result<(), String> {
+        loop {
+            let next_waits = matches!(self.held.front(), Some((_, Held::Commit(_))));
+            if next_waits && self.commits <= keep {
+                return Ok(());
+            }
+            let Some((id, held)) = self.held.pop_front() else {
+                return Ok(());
+            };
+            let (result, write) = match held {
+                Held::Ready(result, write) => (result, write),
+                Held::Commit(commit) => {
+                    self.commits -= 1;
+                    let done = commit.wait().map_err(|e| remote_error(shared, e));
+                    // The session's level after an outermost commit.
+                    (done.map(|()| Reply::Level(0)), true)
+                }
+            };
+            if write && result.is_ok() {
+                shared.commits.fetch_add(1, Ordering::Relaxed);
+            }
+            wire::send(s, &Message::Response(Response { id, result }))
+                .map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+/// Whether the client has nothing more on its way right now (no request
+/// buffered or waiting in the socket): then held replies go out, since it
+/// may be waiting for them.
+fn nothing_sent_yet(r: &std::io::BufReader<TcpStream>, s: &TcpStream) -> bool {
+    r.buffer().is_empty()
+        && matches!(wire::peek_now(s), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock)
 }
 
 fn execute(session: &mut Session, op: ClientOp) -> Result<Reply, EngineError> {

@@ -24,6 +24,7 @@
 //! a request was not sent.
 
 use std::io::{self, Read, Write};
+use std::net::TcpStream;
 
 use super::WireError;
 
@@ -172,4 +173,35 @@ pub fn read_frame(r: &mut impl Read, limits: FrameLimits) -> Result<Frame, WireE
         });
     }
     Ok(Frame { kind, payload })
+}
+
+/// One non-blocking peek at the socket (a single `recv` with
+/// `MSG_PEEK | MSG_DONTWAIT`; the socket itself stays blocking).
+#[cfg(unix)]
+pub(crate) fn peek_now(s: &TcpStream) -> io::Result<usize> {
+    use std::os::fd::AsRawFd;
+    let mut b = [0u8; 1];
+    // SAFETY: `b` is a valid, writable buffer of the length passed, and the
+    // descriptor is owned by `s` for the duration of the call.
+    let n = unsafe {
+        libc::recv(
+            s.as_raw_fd(),
+            b.as_mut_ptr().cast(),
+            b.len(),
+            libc::MSG_PEEK | libc::MSG_DONTWAIT,
+        )
+    };
+    if n < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(n as usize)
+    }
+}
+
+#[cfg(not(unix))]
+pub(crate) fn peek_now(s: &TcpStream) -> io::Result<usize> {
+    s.set_nonblocking(true)?;
+    let r = s.peek(&mut [0u8; 1]);
+    s.set_nonblocking(false)?;
+    r
 }

@@ -35,6 +35,7 @@ mod tests;
 pub use arbiter::{Cas, CasReply, Ping, Pong, Register, Witness};
 pub use client::{ClientOp, ErrorCode, RemoteError, Reply, Request, Response};
 pub use error::WireError;
+pub(crate) use frame::peek_now;
 pub use frame::{read_frame, write_frame, Frame, FrameLimits, FRAME_VERSION, HEADER_LEN, MAGIC};
 pub use hello::{Hello, MemberRole, PeerRole, Refuse, RefuseCode, Welcome, PROTOCOL_VERSION};
 pub use message::{kind, kind_name, recv, send, Message};

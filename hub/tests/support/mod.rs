@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redoubt_engine::client::{Client, ClientError, ClientOptions, Target};
 use redoubt_engine::model::{Key, Subscript, Value};
-use redoubt_engine::wire::ErrorCode;
+use redoubt_engine::wire::{ClientOp, ErrorCode};
 use redoubt_hub::cluster::LocalCluster;
 
 pub const DB: &str = "USER";
@@ -48,8 +48,25 @@ pub struct Load {
     pub outcomes: Arc<Mutex<Outcomes>>,
 }
 
+/// Transactions per pipeline of the pipelined load, and SETs in each.
+const PIPELINED_TXNS: u64 = 4;
+const PIPELINED_SETS: u64 = 5;
+
 impl Load {
     pub fn start(addrs: Vec<String>, threads: u32) -> Load {
+        Load::spawn(addrs, threads, false)
+    }
+
+    /// Client threads sending transactions of `^W(thread, seq)` SETs in
+    /// pipelines ([`Client::pipeline`]): each transaction after the first
+    /// is sent before the commit of the one before is answered. A
+    /// transaction is acknowledged when its `TCOMMIT` is answered `Ok`
+    /// and every op in it succeeded.
+    pub fn start_pipelined(addrs: Vec<String>, threads: u32) -> Load {
+        Load::spawn(addrs, threads, true)
+    }
+
+    fn spawn(addrs: Vec<String>, threads: u32, pipelined: bool) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let outcomes: Arc<Mutex<Outcomes>> = Arc::default();
         let handles = (0..threads)
@@ -77,6 +94,14 @@ impl Load {
                                 }
                             },
                         };
+                        if pipelined {
+                            let ok = pipelined_round(c, t, seq, &mut outcomes.lock().unwrap());
+                            if !ok {
+                                client = None;
+                            }
+                            seq += PIPELINED_TXNS * PIPELINED_SETS;
+                            continue;
+                        }
                         let r = c.set(DB, &key(t, seq), &value(t, seq));
                         let mut o = outcomes.lock().unwrap();
                         match r {
@@ -117,6 +142,49 @@ impl Load {
             .into_inner()
             .unwrap()
     }
+}
+
+/// One pipeline of [`PIPELINED_TXNS`] transactions from key `seq` on;
+/// false if the connection broke (the client reconnects).
+fn pipelined_round(c: &mut Client, t: u32, seq: u64, o: &mut Outcomes) -> bool {
+    let mut ops = Vec::new();
+    for n in 0..PIPELINED_TXNS * PIPELINED_SETS {
+        if n % PIPELINED_SETS == 0 {
+            ops.push(ClientOp::TStart);
+        }
+        ops.push(ClientOp::Set {
+            db: DB.into(),
+            key: key(t, seq + n),
+            value: value(t, seq + n),
+        });
+        if n % PIPELINED_SETS == PIPELINED_SETS - 1 {
+            ops.push(ClientOp::TCommit);
+        }
+    }
+    let (answered, broke) = match c.pipeline(&ops) {
+        Ok(a) => (a, false),
+        Err(e) => (e.answered, true),
+    };
+    let per_txn = (PIPELINED_SETS + 2) as usize;
+    for txn in 0..PIPELINED_TXNS {
+        let keys = (0..PIPELINED_SETS).map(|i| (t, seq + txn * PIPELINED_SETS + i));
+        let answers = answered.iter().skip(txn as usize * per_txn).take(per_txn);
+        if answers.len() < per_txn {
+            // Not all answered: it may or may not have committed.
+            o.unknown.extend(keys);
+        } else if answers.clone().all(Result::is_ok) {
+            o.acked.extend(keys);
+        } else if answers.clone().any(Result::is_ok) {
+            // Partly refused (a failover in the middle): whatever ran may
+            // have committed.
+            o.unknown.extend(keys);
+        } else {
+            o.refused += 1;
+        }
+    }
+    // A refusal (read-only after a failover): reconnecting finds the
+    // new primary.
+    !broke && answered.iter().all(Result::is_ok)
 }
 
 /// Every `^W` node on one member, read there.

@@ -10,8 +10,9 @@
 //! - a key is in the buffer or in the tree, never both. A buffered key's
 //!   later changes (SET, ZKILL, rollback) change or remove its entry here;
 //! - reads of one key look here first; reads of ranges (`$ORDER`,
-//!   `$QUERY`, `$DATA`, scans, KILL) see only the tree, so the engine
-//!   merges the buffer into the tree before them (`db/merge.rs`);
+//!   `$QUERY`, `$DATA`, scans) walk the tree and this buffer side by side
+//!   (`btree/read_cursor.rs`); a KILL merges the buffer into the tree
+//!   first (`db/merge.rs`);
 //! - buffered entries are in no page: a flush cycle stamps the meta page
 //!   with a `redo_from` no later than the oldest buffered entry's journal
 //!   position, so recovery replays them from the journal.
@@ -413,6 +414,42 @@ impl InsertBuffer {
         self.bytes + self.filter.as_ref().map_or(0, KeyFilter::bytes)
     }
 
+    /// The first buffered entry whose key is at or after `from` (after
+    /// it, if `!inclusive`): its key and value.
+    pub fn first_from(&self, from: &[u8], inclusive: bool) -> Option<(&[u8], &[u8])> {
+        use std::ops::Bound;
+        if self.entries.is_empty() {
+            return None;
+        }
+        let p = probe(from);
+        let p = &p as &dyn AsKey;
+        let start = if inclusive {
+            Bound::Included(p)
+        } else {
+            Bound::Excluded(p)
+        };
+        let (k, v) = self
+            .entries
+            .range::<dyn AsKey, _>((start, Bound::Unbounded))
+            .next()?;
+        Some((&k.key, &v.value))
+    }
+
+    /// The last buffered key before `key`.
+    pub fn last_before(&self, key: &[u8]) -> Option<&[u8]> {
+        use std::ops::Bound;
+        if self.entries.is_empty() {
+            return None;
+        }
+        let p = probe(key);
+        let p = &p as &dyn AsKey;
+        let (k, _) = self
+            .entries
+            .range::<dyn AsKey, _>((Bound::Unbounded, Bound::Excluded(p)))
+            .next_back()?;
+        Some(&k.key)
+    }
+
     /// The buffered keys in order.
     pub fn keys(&self) -> impl Iterator<Item = &[u8]> {
         self.entries.keys().map(|k| &*k.key)
@@ -535,6 +572,33 @@ mod tests {
         assert!(b.take_next().is_none());
         assert_eq!(b.oldest(), None);
         assert_eq!(b.memory(), b.filter.as_ref().map_or(0, KeyFilter::bytes));
+    }
+
+    #[test]
+    fn ranges_find_the_neighbours_of_any_key() {
+        let mut b = InsertBuffer::new(1 << 20, 1 << 20);
+        assert_eq!(b.first_from(b"", true), None);
+        assert_eq!(b.last_before(b"z"), None);
+        for k in [&b"b"[..], b"d", b"d\0", b"f"] {
+            b.insert(k, k, 1);
+        }
+        let first = |from: &[u8], inclusive| {
+            b.first_from(from, inclusive).map(|(k, v)| {
+                assert_eq!(k, v);
+                k.to_vec()
+            })
+        };
+        assert_eq!(first(b"", true), Some(b"b".to_vec()));
+        assert_eq!(first(b"b", true), Some(b"b".to_vec()));
+        assert_eq!(first(b"b", false), Some(b"d".to_vec()));
+        assert_eq!(first(b"d", false), Some(b"d\0".to_vec()));
+        assert_eq!(first(b"d\0", false), Some(b"f".to_vec()));
+        assert_eq!(first(b"f", false), None);
+        assert_eq!(first(b"g", true), None);
+        assert_eq!(b.last_before(b"b"), None);
+        assert_eq!(b.last_before(b"b\0"), Some(&b"b"[..]));
+        assert_eq!(b.last_before(b"d\0"), Some(&b"d"[..]));
+        assert_eq!(b.last_before(b"zz"), Some(&b"f"[..]));
     }
 
     #[test]

@@ -12,8 +12,9 @@
 //! flush may write directly before it changes (`free.rs`).
 //!
 //! New keys whose leaf is not resident may wait in the tree's insert
-//! buffer instead (`buffer.rs`); reads of one key see them, reads of
-//! ranges need [`Tree::merge`] first.
+//! buffer instead (`buffer.rs`); reads see them (reads of ranges through
+//! a [`ReadCursor`]), and a write over a range needs [`Tree::merge`]
+//! first.
 //!
 //! Concurrency: the caller serialises writers (`&mut Tree`) against readers
 //! (`&Tree`, many at once), e.g. with an `RwLock`.
@@ -28,6 +29,7 @@ mod cursor;
 mod entries;
 mod filter;
 mod free;
+mod read_cursor;
 
 use std::cmp::Ordering;
 use std::sync::Arc;
@@ -41,6 +43,7 @@ use pager::{DirtyPage, LoadError, Pager};
 
 pub use check::TreeCheck;
 pub use cursor::Cursor;
+pub use read_cursor::ReadCursor;
 
 use crate::storage::VfsFile;
 
@@ -482,29 +485,32 @@ impl Tree {
         ))
     }
 
-    /// Whether any key lies in `[from, to)`. Like every read of a range,
-    /// it sees the tree only: merge the insert buffer first.
+    /// Whether any key lies in `[from, to)`, in the tree or the insert
+    /// buffer.
     pub fn any_in(&self, from: &[u8], to: &[u8]) -> Result<bool> {
-        let c = self.seek(from)?;
+        let c = self.read_seek(from)?;
         Ok(c.key().is_some_and(|k| k < to))
     }
 
-    /// A cursor at the first entry whose key is `>= key`.
+    /// A cursor at the first key `>= key` of the tree and the insert
+    /// buffer together: for reads of ranges.
+    pub fn read_seek(&self, key: &[u8]) -> Result<ReadCursor> {
+        ReadCursor::seek(self, key)
+    }
+
+    /// The last key `< key`, in the tree or the insert buffer.
+    pub fn read_last_before(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        read_cursor::last_before(self, key)
+    }
+
+    /// A cursor at the first entry of the tree whose key is `>= key`:
+    /// for writes over a range, which merge the insert buffer first.
     pub fn seek(&self, key: &[u8]) -> Result<Cursor> {
         debug_assert!(
             self.buffer.is_empty(),
-            "a range read with keys still buffered"
+            "a write over a range with keys still buffered"
         );
         Cursor::seek(self, key)
-    }
-
-    /// The key of the last entry whose key is `< key`.
-    pub fn last_before(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        debug_assert!(
-            self.buffer.is_empty(),
-            "a range read with keys still buffered"
-        );
-        cursor::last_before(self, key)
     }
 
     /// The bytes of a leaf value, following an overflow chain if needed.

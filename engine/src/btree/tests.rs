@@ -148,11 +148,11 @@ fn last_before_and_seek_agree_with_the_model() {
     for probe in 0..3003u32 {
         let k = key(probe);
         let want = model.range(..k.clone()).next_back().map(|(k, _)| k.clone());
-        assert_eq!(tree.last_before(&k).unwrap(), want);
+        assert_eq!(tree.read_last_before(&k).unwrap(), want);
         let want = model.range(k.clone()..).next().map(|(k, _)| k.clone());
         assert_eq!(tree.seek(&k).unwrap().key().map(<[u8]>::to_vec), want);
     }
-    assert_eq!(tree.last_before(b"").unwrap(), None);
+    assert_eq!(tree.read_last_before(b"").unwrap(), None);
 }
 
 #[test]

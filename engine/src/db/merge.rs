@@ -4,7 +4,7 @@
 //! | when                                   | who                 | how much          |
 //! |----------------------------------------|---------------------|-------------------|
 //! | a write filled the buffer              | that writer         | 1/16 of its share, from where the last merge stopped |
-//! | a read or KILL of a range finds keys   | that reader         | all of it         |
+//! | a KILL finds keys                      | that writer         | all of it         |
 //! | clean shutdown, `checkpoint`           | the caller          | all of it         |
 //! | a daemon tick finds no key added since | the write daemon    | all of it         |
 //! | the tick before                        |                     |                   |
@@ -19,8 +19,6 @@
 
 use std::sync::atomic::Ordering;
 
-use parking_lot::{RwLockReadGuard, RwLockWriteGuard};
-
 use super::{Database, Inner};
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
@@ -33,10 +31,6 @@ const CHUNK: usize = 256;
 /// back, so this bounds the replay they add to recovery and the journal
 /// they keep from being purged.
 pub(crate) const MAX_LAG: u64 = 256 << 20;
-
-/// Merge passes a reader makes while others keep buffering, before it
-/// merges the rest under one hold of the lock.
-const READER_PASSES: usize = 3;
 
 impl Inner {
     /// Called by a writer whose write left the buffer full: merges, from
@@ -89,25 +83,6 @@ impl Inner {
         tree.merge(usize::MAX, usize::MAX)
             .map(|_| ())
             .map_err(|e| self.poison(EngineError::tree(&db.name, e)))
-    }
-
-    /// The database's read lock with nothing buffered, for reads of
-    /// ranges (which see only the tree). Usually the buffer is empty and
-    /// this is one read lock.
-    pub(crate) fn read_merged<'a>(&self, db: &'a Database) -> Result<RwLockReadGuard<'a, Tree>> {
-        for _ in 0..READER_PASSES {
-            let tree = db.tree.read();
-            if tree.buffered() == 0 {
-                return Ok(tree);
-            }
-            drop(tree);
-            self.merge_all(db)?;
-        }
-        // Writers keep buffering as fast as we merge: take the rest
-        // under one hold (the pool may overshoot by what they added).
-        let mut tree = db.tree.write();
-        self.merge_rest_locked(&mut tree, db)?;
-        Ok(RwLockWriteGuard::downgrade(tree))
     }
 
     /// Merges the database's whole buffer, in chunks.

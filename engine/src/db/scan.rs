@@ -66,7 +66,7 @@ impl Batch {
     fn fill(&mut self, tree: &Tree, from: &[u8], end: &[u8]) -> crate::btree::Result<bool> {
         self.bytes.clear();
         self.ends.clear();
-        let mut c = tree.seek(from)?;
+        let mut c = tree.read_seek(from)?;
         while let Some(k) = c.key().filter(|k| *k < end) {
             self.bytes.extend_from_slice(k);
             let key_end = self.bytes.len();
@@ -116,7 +116,7 @@ impl Session {
         let mut n = 0;
         loop {
             let full = {
-                let tree = self.inner.read_merged(&db)?;
+                let tree = db.tree.read();
                 batch
                     .fill(&tree, &from, &end)
                     .map_err(|e| EngineError::tree(&db.name, e))?

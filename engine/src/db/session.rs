@@ -142,9 +142,9 @@ impl Session {
     pub fn data(&self, db: &str, key: &Key) -> Result<u8> {
         let db = self.db(db)?;
         let enc = key.encode();
-        let tree = self.inner.read_merged(&db)?;
+        let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
-        let mut c = tree.seek(&enc).map_err(t)?;
+        let mut c = tree.read_seek(&enc).map_err(t)?;
         let has_value = c.key() == Some(enc.as_slice());
         if has_value {
             c.advance(&tree).map_err(t)?;
@@ -163,7 +163,7 @@ impl Session {
         let from_start = matches!(key.last(), Some(Subscript::Str(s)) if s.is_empty());
         let penc = parent.encode();
         let db = self.db(db)?;
-        let tree = self.inner.read_merged(&db)?;
+        let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
         let found = match dir {
             Direction::Forward => {
@@ -172,7 +172,7 @@ impl Session {
                 } else {
                     model::subtree_end(&key.encode())
                 };
-                let mut c = tree.seek(&start).map_err(t)?;
+                let mut c = tree.read_seek(&start).map_err(t)?;
                 if c.key() == Some(penc.as_slice()) {
                     c.advance(&tree).map_err(t)?;
                 }
@@ -184,7 +184,7 @@ impl Session {
                 } else {
                     key.encode()
                 };
-                tree.last_before(&bound).map_err(t)?
+                tree.read_last_before(&bound).map_err(t)?
             }
         };
         match found {
@@ -200,17 +200,17 @@ impl Session {
         let enc = key.encode();
         let global = model::encode_global_prefix(&key.global);
         let db = self.db(db)?;
-        let tree = self.inner.read_merged(&db)?;
+        let tree = db.tree.read();
         let t = |e| EngineError::tree(&db.name, e);
         let found = match dir {
             Direction::Forward => {
-                let mut c = tree.seek(&enc).map_err(t)?;
+                let mut c = tree.read_seek(&enc).map_err(t)?;
                 if c.key() == Some(enc.as_slice()) {
                     c.advance(&tree).map_err(t)?;
                 }
                 c.key().map(<[u8]>::to_vec)
             }
-            Direction::Backward => tree.last_before(&enc).map_err(t)?,
+            Direction::Backward => tree.read_last_before(&enc).map_err(t)?,
         };
         match found {
             Some(k) if k.starts_with(&global) => Ok(Some(Key::decode(&k)?)),
@@ -287,9 +287,9 @@ impl Session {
         let end = model::subtree_end(&enc);
         let implicit = self.txn.is_none();
         if implicit {
-            let any = self
-                .inner
-                .read_merged(&db)?
+            let any = db
+                .tree
+                .read()
                 .any_in(&enc, &end)
                 .map_err(|e| EngineError::tree(dbname, e))?;
             if !any {

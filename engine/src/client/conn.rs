@@ -115,7 +115,7 @@ impl Conn {
     /// Sends `req` without waiting for its response. `idle`: no response
     /// is outstanding, so any byte from the member means it closed the
     /// connection or misbehaves (checked before sending).
-    pub fn send(&mut self, req: &Request, idle: bool) -> Result<(), CallError> {
+    pub fn send(&mut self, req: &Request, idle: bool) -> Result<usize, CallError> {
         let frame = Message::Request(req.clone())
             .to_frame()
             .map_err(CallError::Local)?;
@@ -136,7 +136,8 @@ impl Conn {
         self.stream
             .write_all(&frame)
             .and_then(|()| self.stream.flush())
-            .map_err(|e| CallError::NotSent(WireError::Io(e)))
+            .map_err(|e| CallError::NotSent(WireError::Io(e)))?;
+        Ok(frame.len())
     }
 
     /// Waits up to the I/O timeout plus `extra` for the response to

@@ -23,13 +23,18 @@ use std::time::Duration;
 
 use super::conn::CallError;
 use super::session::Client;
-use super::{discover, ClientError};
-use crate::wire::{ClientOp, RemoteError, Reply, Request, WireError};
+use super::{discover, ClientError, Target};
+use crate::wire::{ClientOp, ErrorCode, RemoteError, Reply, Request, WireError};
 
-/// Requests sent and not yet answered, at most: the member's answers to
-/// them fit in the sockets' buffers, so neither side blocks writing while
-/// the other does.
+/// Requests sent and not yet answered, at most, and their encoded bytes
+/// at most (past the first). The bytes bound is what keeps the two sides
+/// from blocking each other: the member writes answers while it does not
+/// read, and this client sends while it does not read; with no more than
+/// [`PIPELINE_BYTES`] unread requests, which the member's socket buffer
+/// holds, this client's sends return and it goes on to read the answers,
+/// however large they are.
 pub const PIPELINE_WINDOW: usize = 256;
+pub const PIPELINE_BYTES: usize = 32 << 10;
 
 /// What a pipeline got done before its connection failed.
 #[derive(Debug, thiserror::Error)]
@@ -46,8 +51,13 @@ impl Client {
     /// [`PIPELINE_WINDOW`] unanswered at a time) and returns each op's
     /// answer in order: its reply, or the error the member answered with
     /// (which does not stop the ops after it; a failed op inside a
-    /// transaction is for the caller to roll back). A `TCOMMIT`'s `Ok`
-    /// acknowledges its commit exactly as [`Client::tcommit`] does.
+    /// transaction is for the caller to roll back). A `TCOMMIT`'s
+    /// `Ok(Level(0))` acknowledges its commit exactly as
+    /// [`Client::tcommit`] does. A failed outermost `TCOMMIT` is the
+    /// exception: the member ends the connection after answering it (the
+    /// transaction is rolled back; see `mirror/serve.rs`), so the ops
+    /// behind it never run inside that transaction, and the error says
+    /// what they may have done.
     pub fn pipeline(
         &mut self,
         ops: &[ClientOp],
@@ -71,18 +81,31 @@ impl Client {
         let first_id = self.next_id;
         self.next_id += ops.len() as u64;
         let mut sent = 0usize;
+        // The sizes of the requests in flight, oldest first.
+        let mut sizes = std::collections::VecDeque::new();
+        let mut in_flight_bytes = 0usize;
+        let mut refused_here = false;
+        let mut closing = false;
         while answered.len() < ops.len() {
             let conn = self
                 .conn
                 .as_mut()
                 .expect("connected above; dropped only on return");
-            while sent < ops.len() && sent - answered.len() < PIPELINE_WINDOW {
+            while sent < ops.len()
+                && (sent == answered.len()
+                    || (sent - answered.len() < PIPELINE_WINDOW
+                        && in_flight_bytes < PIPELINE_BYTES))
+            {
                 let req = Request {
                     id: first_id + sent as u64,
                     op: ops[sent].clone(),
                 };
                 match conn.send(&req, sent == answered.len()) {
-                    Ok(()) => sent += 1,
+                    Ok(len) => {
+                        sent += 1;
+                        sizes.push_back(len);
+                        in_flight_bytes += len;
+                    }
                     Err(CallError::Local(e)) if sent == answered.len() => {
                         // Too large to send, and nothing is in flight:
                         // the connection is still good, nothing after it ran.
@@ -103,15 +126,33 @@ impl Client {
                 .expect("connected above; dropped only on return");
             match conn.receive(id, extra) {
                 Ok(resp) => {
-                    if let Ok(reply) = &resp.result {
-                        self.track(&ops[answered.len()], reply);
+                    let op = &ops[answered.len()];
+                    match &resp.result {
+                        Ok(reply) => self.track(op, reply),
+                        Err(e) => {
+                            // The member closes the connection after a
+                            // failed outermost TCOMMIT.
+                            closing |= self.track_refusal(op, e);
+                            refused_here |=
+                                matches!(e.code, ErrorCode::ReadOnly | ErrorCode::NotPrimary);
+                        }
                     }
+                    in_flight_bytes -= sizes.pop_front().unwrap_or(0);
                     answered.push(resp.result);
                 }
                 Err(CallError::Local(e) | CallError::NotSent(e) | CallError::Lost(e)) => {
                     return Err(self.broken(ops, answered, sent, e));
                 }
             }
+        }
+        // Not (or no longer) the primary: the next call looks for the one
+        // that is.
+        let elsewhere = refused_here
+            && self.opts.target == Target::Primary
+            && self.level == 0
+            && self.locks == 0;
+        if closing || elsewhere {
+            self.conn = None;
         }
         Ok(answered)
     }

@@ -10,6 +10,10 @@
 //! | sent, answer lost (closed, reset, timed out, garbage) — a read | reconnect, retry once     | `TransactionLost`                     |
 //! | sent, answer lost — a write                    | `OutcomeUnknown`, never retried        | `TCommit` at level 1: `OutcomeUnknown`; else `TransactionLost` |
 //!
+//! An error answer to the `TCOMMIT` that ends a transaction leaves no
+//! transaction open: the member ends the connection (rolling it back), and
+//! the next call reconnects.
+//!
 //! A retry that fails again is reported as it failed. Members answer
 //! `ReadOnly` and `NotPrimary` only for ops they did not execute, which is
 //! what makes that retry safe. The connection is dropped after any of
@@ -20,7 +24,7 @@ use std::time::Duration;
 use super::conn::{CallError, Conn};
 use super::discover;
 use super::{ClientError, ClientOptions, Target};
-use crate::wire::{ClientOp, ErrorCode, Reply, Request, Welcome, WireError};
+use crate::wire::{ClientOp, ErrorCode, RemoteError, Reply, Request, Welcome, WireError};
 
 /// A client of one mirror. Calls are sequential; use one client per thread.
 pub struct Client {
@@ -106,8 +110,8 @@ impl Client {
                         continue;
                     }
                     Err(e) => {
-                        if e.code == ErrorCode::NoTransaction {
-                            self.level = 0;
+                        if self.track_refusal(&op, &e) {
+                            self.conn = None;
                         }
                         return Err(ClientError::Remote(e));
                     }
@@ -166,6 +170,22 @@ impl Client {
             }
             _ => {}
         }
+    }
+
+    /// Follows `$TLEVEL` from an error answer: the member has no
+    /// transaction open after `NoTransaction`, nor after a failed
+    /// `TCOMMIT` at level 1 (the member ends the connection and rolls the
+    /// transaction back; see `mirror/serve.rs`). True in that last case:
+    /// the connection is closing, and the locks it held are released.
+    pub(super) fn track_refusal(&mut self, op: &ClientOp, e: &RemoteError) -> bool {
+        let failed_commit = *op == ClientOp::TCommit && self.level == 1;
+        if e.code == ErrorCode::NoTransaction || failed_commit {
+            self.level = 0;
+        }
+        if failed_commit {
+            self.locks = 0;
+        }
+        failed_commit
     }
 
     fn session_lost(&mut self, op: &ClientOp, e: &WireError) -> ClientError {

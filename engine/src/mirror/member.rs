@@ -89,6 +89,25 @@ pub(crate) struct View {
     pub handoff_sent: bool,
 }
 
+impl View {
+    /// A member in `role` at `epoch` that knows nothing else yet.
+    pub fn new(role: MemberRole, epoch: u64) -> View {
+        View {
+            role,
+            epoch,
+            primary: None,
+            witness: None,
+            arbiter_up: false,
+            backup_active: false,
+            active_backup: false,
+            followers: BTreeMap::new(),
+            upstream: None,
+            handoff: None,
+            handoff_sent: false,
+        }
+    }
+}
+
 pub(crate) struct Shared {
     pub cfg: MemberConfig,
     pub engine: Engine,
@@ -108,6 +127,21 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
+    pub fn new(cfg: MemberConfig, engine: Engine, view: View, tx: Sender<Msg>) -> Shared {
+        Shared {
+            view: Mutex::new(view),
+            cfg,
+            engine,
+            tx: Mutex::new(tx),
+            stop: AtomicBool::new(false),
+            needs_seed: Mutex::new(None),
+            commits: AtomicU64::new(0),
+            arbiter_tx: Mutex::new(None),
+            started: Instant::now(),
+            peer_gen: AtomicU64::new(0),
+        }
+    }
+
     pub fn send(&self, msg: Msg) {
         let _ = self.tx.lock().send(msg);
     }
@@ -311,34 +345,12 @@ impl Member {
             .map_err(io("listener address".into()))?;
         let (tx, rx) = mpsc::channel();
         let is_failover = cfg.me().kind == MemberKind::Failover;
-        let shared = Arc::new(Shared {
-            view: Mutex::new(View {
-                role: if is_failover {
-                    MemberRole::Starting
-                } else {
-                    MemberRole::Async
-                },
-                epoch,
-                primary: None,
-                witness: None,
-                arbiter_up: false,
-                backup_active: false,
-                active_backup: false,
-                followers: BTreeMap::new(),
-                upstream: None,
-                handoff: None,
-                handoff_sent: false,
-            }),
-            cfg,
-            engine,
-            tx: Mutex::new(tx),
-            stop: AtomicBool::new(false),
-            needs_seed: Mutex::new(None),
-            commits: AtomicU64::new(0),
-            arbiter_tx: Mutex::new(None),
-            started: Instant::now(),
-            peer_gen: AtomicU64::new(0),
-        });
+        let role = if is_failover {
+            MemberRole::Starting
+        } else {
+            MemberRole::Async
+        };
+        let shared = Arc::new(Shared::new(cfg, engine, View::new(role, epoch), tx));
         let span =
             tracing::info_span!("member", mirror = %shared.cfg.mirror, member = %shared.cfg.name);
         let mut threads = Vec::new();

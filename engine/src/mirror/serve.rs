@@ -158,29 +158,51 @@ fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
         if outbox.holds_any() && nothing_sent_yet(&r, &s) {
             outbox.flush(shared, &mut s)?;
         } else if outbox.too_full() {
-            // Keep the newest commit syncing while the client goes on.
-            outbox.send(shared, &mut s, 1)?;
+            outbox.relieve(shared, &mut s)?;
         }
         let msg = match wire::recv(&mut r, FrameLimits::CLIENT) {
             Ok(m) => m,
-            // The client is gone: its pending commits complete (or not)
-            // without it; nobody is left to tell.
-            Err(wire::WireError::Closed) => return Ok(()),
+            // The client has sent its last request (it may have shut down
+            // only its sending side and be waiting for the answers): they
+            // go out once the pending commits complete, if it still reads.
+            Err(wire::WireError::Closed) => return outbox.flush(shared, &mut s).or(Ok(())),
             Err(e) => return Err(e.to_string()),
         };
         match msg {
             Message::Request(r) => {
                 let ends_txn = r.op == ClientOp::TCommit && session.tlevel() == 1;
                 if ends_txn {
-                    let held = match session.tcommit_pipelined() {
-                        Ok(commit) => Held::Commit(commit),
-                        Err(e) => Held::Ready(Err(remote_error(shared, e)), false),
-                    };
-                    outbox.push(r.id, held);
+                    match session.tcommit_pipelined() {
+                        Ok(commit) => outbox.push(r.id, Held::Commit(commit)),
+                        Err(e) if session.tlevel() == 0 => {
+                            outbox.push(r.id, Held::Ready(Err(remote_error(shared, e)), false));
+                        }
+                        Err(e) => {
+                            // Requests pipelined behind this commit would
+                            // run inside the transaction it failed to end.
+                            let why = format!(
+                                "TCOMMIT failed with its transaction still open ({e}); \
+                                 closing the connection and rolling the transaction back"
+                            );
+                            let mut error = remote_error(shared, e);
+                            error.message.push_str(
+                                "; the transaction is rolled back and the connection closed \
+                                 (its locks are released)",
+                            );
+                            outbox.push(r.id, Held::Ready(Err(error), false));
+                            outbox.flush(shared, &mut s)?;
+                            let _ = s.shutdown(std::net::Shutdown::Both);
+                            roll_back_left_open(shared, &mut session);
+                            return Err(why);
+                        }
+                    }
                     continue;
                 }
-                if matches!(r.op, ClientOp::Lock { .. }) {
-                    // It may wait for its timeout: earlier replies first.
+                if matches!(r.op, ClientOp::Lock { .. } | ClientOp::Unlock { .. }) {
+                    // A LOCK may wait for its timeout, and an UNLOCK lets
+                    // another client read what this one wrote under the
+                    // lock: both wait until the earlier commits are
+                    // acknowledged, and their replies go first.
                     outbox.flush(shared, &mut s)?;
                 }
                 let write = r.op.is_write();
@@ -243,6 +265,14 @@ impl Outbox {
         self.held.len() >= MAX_HELD || self.commits >= MAX_COMMITS
     }
 
+    /// Sends replies until the outbox is no longer too full: while only
+    /// commits are too many, the newest keeps syncing as the client goes
+    /// on; when replies are too many, all of them go.
+    fn relieve(&mut self, shared: &Shared, s: &mut TcpStream) -> Result<(), String> {
+        let keep = usize::from(self.held.len() < MAX_HELD);
+        self.send(shared, s, keep)
+    }
+
     /// Sends every held reply, waiting for each pending commit first.
     fn flush(&mut self, shared: &Shared, s: &mut TcpStream) -> Result<(), String> {
         self.send(shared, s, 0)
@@ -274,6 +304,28 @@ impl Outbox {
             }
             wire::send(s, &Message::Response(Response { id, result }))
                 .map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+/// Rolls back the transaction an outermost `TCOMMIT` failed to end
+/// (before its commit record was journaled: commits paused past their
+/// timeout, a poisoned store). The connection is closed first: a client
+/// that pipelined its next transaction behind the commit would otherwise
+/// nest it inside this one and see its `TCOMMIT` answered `Level(1)`.
+/// While commits stay paused the rollback is retried (it cannot be
+/// journaled before), until it is done, this member is demoted (the new
+/// primary rolls the transaction back), or the store is poisoned (recovery
+/// will).
+fn roll_back_left_open(shared: &Shared, session: &mut Session) {
+    loop {
+        match session.trollback(false) {
+            Ok(()) => return,
+            Err(EngineError::Paused(_)) if !shared.stopping() => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "rolling back a transaction whose TCOMMIT failed");
+                return;
+            }
         }
     }
 }
@@ -367,3 +419,6 @@ fn remote_error(shared: &Shared, e: EngineError) -> RemoteError {
         primary,
     }
 }
+
+#[cfg(test)]
+mod tests;

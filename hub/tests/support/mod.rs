@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use redoubt_engine::client::{Client, ClientError, ClientOptions, Target};
 use redoubt_engine::model::{Key, Subscript, Value};
-use redoubt_engine::wire::{ClientOp, ErrorCode};
+use redoubt_engine::wire::{ClientOp, ErrorCode, Reply};
 use redoubt_hub::cluster::LocalCluster;
 
 pub const DB: &str = "USER";
@@ -173,6 +173,13 @@ fn pipelined_round(c: &mut Client, t: u32, seq: u64, o: &mut Outcomes) -> bool {
             // Not all answered: it may or may not have committed.
             o.unknown.extend(keys);
         } else if answers.clone().all(Result::is_ok) {
+            // All answered, the last (the TCOMMIT) with Level(0) as the
+            // op sequence implies: acknowledged.
+            let committed = answers.clone().next_back() == Some(&Ok(Reply::Level(0)));
+            assert!(
+                committed,
+                "a TCOMMIT that ended no transaction: {answers:?}"
+            );
             o.acked.extend(keys);
         } else if answers.clone().any(Result::is_ok) {
             // Partly refused (a failover in the middle): whatever ran may

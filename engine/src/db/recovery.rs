@@ -265,6 +265,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         dbs: RwLock::new(dbs),
         locks: LockTable::default(),
         open_txns: Mutex::new(BTreeMap::new()),
+        orphans: Mutex::new(Vec::new()),
         next_txn: AtomicU64::new(1),
         next_session: AtomicU64::new(1),
         poison: Mutex::new(None),

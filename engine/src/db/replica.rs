@@ -14,6 +14,10 @@ impl Engine {
     /// Refuse writes from now on, naming the primary to write to.
     pub fn set_read_only(&self, primary: Option<String>) {
         self.inner.gate.set_access(Access::ReadOnly { primary });
+        // Not ours to undo any more: the new primary rolls them back.
+        for orphan in std::mem::take(&mut *self.inner.orphans.lock()) {
+            self.inner.open_txns.lock().remove(&orphan.id());
+        }
     }
 
     /// Commits wait for the backup's acknowledgement (or stop waiting).
@@ -45,6 +49,7 @@ impl Engine {
 
     pub fn resume_commits(&self) {
         self.inner.gate.resume();
+        self.roll_back_orphans();
     }
 
     pub fn paused(&self) -> Option<String> {

@@ -651,10 +651,45 @@ impl Session {
 impl Drop for Session {
     fn drop(&mut self) {
         if self.txn.is_some() {
-            if let Err(e) = self.trollback(false) {
-                tracing::warn!(error = %e, "rolling back the transaction of a closed session failed");
+            match self.trollback(false) {
+                Ok(()) => {}
+                Err(EngineError::Paused(why)) => {
+                    // Nothing is undone yet; the engine does it when commits
+                    // resume (`Engine::roll_back_orphans`).
+                    tracing::warn!(%why, "commits are paused: the closed session's transaction is rolled back when they resume");
+                    if let Some(t) = self.txn.take() {
+                        self.inner.orphans.lock().push(Orphan(t));
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "rolling back the transaction of a closed session failed");
+                }
             }
         }
         self.inner.locks.release_all(self.id);
+    }
+}
+
+/// The open transaction of a session closed while commits were paused
+/// (see `Inner::orphans`).
+pub(crate) struct Orphan(Txn);
+
+impl Orphan {
+    pub(crate) fn id(&self) -> TxnId {
+        self.0.id
+    }
+}
+
+impl super::Engine {
+    /// Rolls back the transactions of sessions closed while commits were
+    /// paused (each in a session of its own; one that cannot be rolled
+    /// back yet is kept for the next time).
+    pub(crate) fn roll_back_orphans(&self) {
+        let orphans = std::mem::take(&mut *self.inner.orphans.lock());
+        for Orphan(t) in orphans {
+            let mut s = Session::new(self.inner.clone());
+            s.txn = Some(t);
+            drop(s);
+        }
     }
 }

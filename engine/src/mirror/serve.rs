@@ -192,7 +192,8 @@ fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
                             outbox.push(r.id, Held::Ready(Err(error), false));
                             outbox.flush(shared, &mut s)?;
                             let _ = s.shutdown(std::net::Shutdown::Both);
-                            roll_back_left_open(shared, &mut session);
+                            // Dropping the session rolls the transaction back
+                            // (once commits resume, if they are paused).
                             return Err(why);
                         }
                     }
@@ -304,28 +305,6 @@ impl Outbox {
             }
             wire::send(s, &Message::Response(Response { id, result }))
                 .map_err(|e| e.to_string())?;
-        }
-    }
-}
-
-/// Rolls back the transaction an outermost `TCOMMIT` failed to end
-/// (before its commit record was journaled: commits paused past their
-/// timeout, a poisoned store). The connection is closed first: a client
-/// that pipelined its next transaction behind the commit would otherwise
-/// nest it inside this one and see its `TCOMMIT` answered `Level(1)`.
-/// While commits stay paused the rollback is retried (it cannot be
-/// journaled before), until it is done, this member is demoted (the new
-/// primary rolls the transaction back), or the store is poisoned (recovery
-/// will).
-fn roll_back_left_open(shared: &Shared, session: &mut Session) {
-    loop {
-        match session.trollback(false) {
-            Ok(()) => return,
-            Err(EngineError::Paused(_)) if !shared.stopping() => continue,
-            Err(e) => {
-                tracing::warn!(error = %e, "rolling back a transaction whose TCOMMIT failed");
-                return;
-            }
         }
     }
 }

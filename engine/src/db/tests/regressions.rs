@@ -190,3 +190,65 @@ fn applying_while_the_daemon_flushes_does_not_deadlock() {
         .expect("applying stalled: a lock-order deadlock");
     assert_eq!(applied, end);
 }
+
+/// A session closed while commits were paused could not roll its
+/// transaction back then; its changes stayed, visible, until a restart.
+/// Now the engine rolls it back when commits resume.
+#[test]
+fn a_session_closed_while_commits_are_paused_is_rolled_back_when_they_resume() {
+    let fs = SimFs::new();
+    let e = open_pausable(&fs);
+    let mut s0 = e.session();
+    s0.set(DB, &k("^A"), &v("0")).unwrap();
+    let mut s = e.session();
+    s.tstart().unwrap();
+    s.set(DB, &k("^A"), &v("1")).unwrap();
+    s.set(DB, &k("^B"), &v("1")).unwrap();
+    e.pause_commits("test");
+    drop(s);
+    assert_eq!(
+        s0.get(DB, &k("^A")).unwrap(),
+        Some(v("1")),
+        "not undone yet"
+    );
+    e.resume_commits();
+    assert_eq!(s0.get(DB, &k("^A")).unwrap(), Some(v("0")));
+    assert_eq!(s0.get(DB, &k("^B")).unwrap(), None);
+    assert!(e.inner.open_txns.lock().is_empty());
+    assert!(e.inner.orphans.lock().is_empty());
+}
+
+/// ... unless this member is demoted first: then the new primary rolls it
+/// back, and this member must not undo it again later with stale
+/// before-images.
+#[test]
+fn a_paused_orphan_is_dropped_when_the_member_is_demoted() {
+    let fs = SimFs::new();
+    let e = open_pausable(&fs);
+    let mut s = e.session();
+    s.tstart().unwrap();
+    s.set(DB, &k("^A"), &v("1")).unwrap();
+    e.pause_commits("test");
+    drop(s);
+    assert_eq!(e.inner.orphans.lock().len(), 1);
+    e.set_read_only(None);
+    // Promoted again later (after following the new primary).
+    e.become_primary(2).unwrap();
+    e.resume_commits();
+    assert!(e.inner.orphans.lock().is_empty());
+    assert!(e.inner.open_txns.lock().is_empty());
+    let s0 = e.session();
+    assert_eq!(
+        s0.get(DB, &k("^A")).unwrap(),
+        Some(v("1")),
+        "left for the new primary"
+    );
+}
+
+/// An engine whose writes wait 20 ms while commits are paused.
+fn open_pausable(fs: &SimFs) -> Engine {
+    open_with(EngineOptions {
+        pause_timeout: Duration::from_millis(20),
+        ..sim_opts(fs)
+    })
+}

@@ -221,3 +221,33 @@ fn an_outbox_full_of_replies_behind_one_commit_sends_them_all() {
     let ids = reader.join().unwrap();
     assert_eq!(ids, (1..=MAX_HELD as u64).collect::<Vec<_>>());
 }
+
+#[test]
+fn a_pipeline_of_large_requests_and_large_answers_does_not_block_both_sides() {
+    // The member writes each GET's answer (256 KiB) while it reads no
+    // more requests; the client sends requests while it reads no
+    // answers. Without a bound on the bytes in flight (128 SETs of
+    // 256 KiB here, more than the sockets' buffers hold) each side fills
+    // the other's buffers and waits for ever.
+    let m = served(Duration::from_secs(30));
+    let mut c = m.client();
+    let big = Value::Str("x".repeat(256 << 10));
+    let mut ops = Vec::new();
+    for i in 0..128 {
+        let key = k(&format!("^V({i})"));
+        ops.push(ClientOp::Set {
+            db: DB.into(),
+            key: key.clone(),
+            value: big.clone(),
+        });
+        ops.push(ClientOp::Get { db: DB.into(), key });
+    }
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(c.pipeline(&ops).map(|a| a.len())));
+    let answered = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the pipeline is stuck")
+        .unwrap();
+    assert_eq!(answered, 256);
+    assert_eq!(m.get("^V(127)"), Some(big));
+}

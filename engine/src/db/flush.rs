@@ -283,9 +283,11 @@ impl Inner {
     }
 
     /// Keeps a database's pinned pages (dirty, in flight, copies; see
-    /// [`crate::btree::pager`]) within its pool; called by writers before
-    /// they take a database's lock. With `limit` = `cache_pages *
-    /// dirty_fraction`:
+    /// [`crate::btree::pager`]) within its pool; called by writers between
+    /// changes (a session's SET after its change, with the figures it read
+    /// under the tree's lock: [`Inner::throttle_with`]; so a writer goes
+    /// past the hard limit by one change's pages at most). With `limit` =
+    /// `cache_pages * dirty_fraction`:
     ///
     /// | state                        | what the writer does                  |
     /// |------------------------------|---------------------------------------|
@@ -309,8 +311,27 @@ impl Inner {
     /// callers (recovery, a follower's applier) never hand work to the
     /// daemon, whose cycles use the current bounds.
     pub(crate) fn throttle_at(&self, db: &Database, bounds: Option<(Lsn, Lsn)>) -> Result<()> {
+        let pressure = db.tree.read().pager().dirty_and_pinned();
+        self.throttle_from(db, bounds, pressure)
+    }
+
+    /// [`Inner::throttle`] with the pool's `(dirty, pinned, external)`
+    /// pages as the caller read them (under the tree's lock it held).
+    pub(crate) fn throttle_with(
+        &self,
+        db: &Database,
+        pressure: (usize, usize, usize),
+    ) -> Result<()> {
+        self.throttle_from(db, None, pressure)
+    }
+
+    fn throttle_from(
+        &self,
+        db: &Database,
+        bounds: Option<(Lsn, Lsn)>,
+        (dirty, pinned, external): (usize, usize, usize),
+    ) -> Result<()> {
         let limit = self.pinned_limit();
-        let (dirty, pinned, external) = db.tree.read().pager().dirty_and_pinned();
         // The insert buffer's memory leaves less room for dirty pages.
         let room = limit.saturating_sub(external);
         if bounds.is_none() && dirty > room / 2 && self.opts.flush_interval.is_some() {

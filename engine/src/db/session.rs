@@ -56,6 +56,8 @@ struct Written {
     before: Option<Vec<u8>>,
     /// The write left the database's insert buffer full.
     buffer_full: bool,
+    /// The pool's dirty, pinned and external pages after the write.
+    pressure: (usize, usize, usize),
 }
 
 struct Change {
@@ -561,9 +563,7 @@ impl Session {
         f: impl FnOnce(Option<&[u8]>, &mut Vec<u8>) -> Result<bool>,
     ) -> Result<Option<(Lsn, Lsn)>> {
         self.inner.check_poison()?;
-        drop(self.inner.gate.before_write()?);
         let db = self.db(dbname)?;
-        self.inner.throttle(&db)?;
         let mut new = std::mem::take(&mut self.value_buf);
         new.clear();
         let done = self.write_locked(&db, key, f, &mut new);
@@ -571,22 +571,25 @@ impl Session {
             self.value_buf = new;
         }
         let Some(w) = done? else {
+            // Nothing changed: no more pages pinned than before.
             return Ok(None);
         };
-        let full = w.buffer_full.then(|| db.clone());
         if let Some(t) = &mut self.txn {
             t.changes.push(Change {
                 lsn: w.start,
-                db,
+                db: db.clone(),
                 key: w.key,
                 before: w.before,
             });
         }
         // After the change is recorded for rollback: a merge that fails has
         // poisoned the store, and the write is not acknowledged.
-        if let Some(db) = full {
+        if w.buffer_full {
             self.inner.merge_full(&db)?;
         }
+        // The pool's pressure was read under the write lock; past the
+        // limits this waits for (or runs) a flush before the next write.
+        self.inner.throttle_with(&db, w.pressure)?;
         if self.txn.is_some() {
             // A large transaction's records go to the file as it grows,
             // on the journal's own thread (see `Journal::write_ahead`).
@@ -634,6 +637,7 @@ impl Session {
             tree.delete_found(found, &enc, start.0).map(|_| ())
         };
         let buffer_full = tree.buffer_full();
+        let pressure = tree.pager().dirty_and_pinned();
         drop(tree);
         if let Err(e) = applied {
             return Err(self.inner.poison(EngineError::tree(&db.name, e)));
@@ -644,6 +648,7 @@ impl Session {
             key: enc,
             before,
             buffer_full,
+            pressure,
         }))
     }
 }

@@ -251,3 +251,52 @@ fn a_pipeline_of_large_requests_and_large_answers_does_not_block_both_sides() {
     assert_eq!(answered, 256);
     assert_eq!(m.get("^V(127)"), Some(big));
 }
+
+#[test]
+fn a_client_that_stops_sending_still_gets_the_answer_of_its_last_commit() {
+    // The client sends a transaction, shuts down its sending side and
+    // reads: the TCOMMIT's answer, held until the commit is acknowledged,
+    // must still come.
+    let m = served(Duration::from_secs(30));
+    m.shared.engine.set_sync(true);
+    let mut s = TcpStream::connect(m.addr).unwrap();
+    let hello = Hello::new("M", "test", crate::wire::PeerRole::Client);
+    wire::send(&mut s, &Message::Hello(hello)).unwrap();
+    let mut r = BufReader::new(s.try_clone().unwrap());
+    assert!(matches!(
+        wire::recv(&mut r, FrameLimits::CLIENT),
+        Ok(Message::Welcome(_))
+    ));
+    for (id, op) in [
+        (1, ClientOp::TStart),
+        (2, set("^H", 1)),
+        (3, ClientOp::TCommit),
+    ] {
+        wire::send(&mut s, &Message::Request(crate::wire::Request { id, op })).unwrap();
+    }
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    // The "backup" acknowledges everything until the answers are in.
+    let engine = m.shared.engine.clone();
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stop = done.clone();
+    let acker = thread::spawn(move || {
+        while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+            engine.backup_acked(engine.journal().end_lsn());
+            thread::sleep(Duration::from_millis(5));
+        }
+    });
+    let mut answers = Vec::new();
+    while let Ok(Message::Response(resp)) = wire::recv(&mut r, FrameLimits::CLIENT) {
+        answers.push((resp.id, resp.result));
+    }
+    assert_eq!(
+        answers,
+        vec![
+            (1, Ok(Reply::Level(1))),
+            (2, Ok(Reply::Done)),
+            (3, Ok(Reply::Level(0)))
+        ]
+    );
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    acker.join().unwrap();
+}

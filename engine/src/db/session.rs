@@ -563,7 +563,14 @@ impl Session {
         f: impl FnOnce(Option<&[u8]>, &mut Vec<u8>) -> Result<bool>,
     ) -> Result<Option<(Lsn, Lsn)>> {
         self.inner.check_poison()?;
-        let db = self.db(dbname)?;
+        let db = self.db(dbname).map_err(|e| {
+            // A read-only member says so first, whatever the database: the
+            // client then looks for the primary.
+            match self.inner.gate.before_write() {
+                Ok(_) => e,
+                Err(refused) => refused,
+            }
+        })?;
         let mut new = std::mem::take(&mut self.value_buf);
         new.clear();
         let done = self.write_locked(&db, key, f, &mut new);

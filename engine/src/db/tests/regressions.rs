@@ -252,3 +252,21 @@ fn open_pausable(fs: &SimFs) -> Engine {
         ..sim_opts(fs)
     })
 }
+
+/// A write on a read-only member is refused as such before anything else
+/// is looked at, a missing database included: the client follows that
+/// answer to the primary (which may have the database).
+#[test]
+fn a_read_only_member_refuses_a_write_to_any_database_as_read_only() {
+    let fs = SimFs::new();
+    let e = open(&fs);
+    e.set_read_only(Some("elsewhere".into()));
+    let mut s = e.session();
+    for db in [DB, "MISSING"] {
+        let err = s.set(db, &k("^A"), &v("1")).unwrap_err();
+        assert!(
+            matches!(err, crate::EngineError::ReadOnly { .. }),
+            "{db}: {err}"
+        );
+    }
+}

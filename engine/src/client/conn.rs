@@ -115,7 +115,14 @@ impl Conn {
     /// Sends `req` without waiting for its response. `idle`: no response
     /// is outstanding, so any byte from the member means it closed the
     /// connection or misbehaves (checked before sending).
-    pub fn send(&mut self, req: &Request, idle: bool) -> Result<usize, CallError> {
+    pub fn send(&mut self, req: &Request, idle: bool) -> Result<(), CallError> {
+        let frame = self.encode(req)?;
+        self.send_frame(&frame, idle)
+    }
+
+    /// `req` as the frame [`Conn::send_frame`] sends; `Local` if it is
+    /// larger than the limit.
+    pub fn encode(&self, req: &Request) -> Result<Vec<u8>, CallError> {
         let frame = Message::Request(req.clone())
             .to_frame()
             .map_err(CallError::Local)?;
@@ -126,6 +133,11 @@ impl Conn {
                 limit: u64::from(self.limits.max_payload),
             }));
         }
+        Ok(frame)
+    }
+
+    /// [`Conn::send`] of a frame from [`Conn::encode`].
+    pub fn send_frame(&mut self, frame: &[u8], idle: bool) -> Result<(), CallError> {
         if idle {
             if let Some(why) = self.closed_by_peer() {
                 return Err(CallError::NotSent(WireError::Io(why)));
@@ -134,10 +146,9 @@ impl Conn {
         // One write of the whole frame: if it fails, the member has at most
         // a partial frame, which it can only reject.
         self.stream
-            .write_all(&frame)
+            .write_all(frame)
             .and_then(|()| self.stream.flush())
-            .map_err(|e| CallError::NotSent(WireError::Io(e)))?;
-        Ok(frame.len())
+            .map_err(|e| CallError::NotSent(WireError::Io(e)))
     }
 
     /// Waits up to the I/O timeout plus `extra` for the response to

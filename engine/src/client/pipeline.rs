@@ -27,9 +27,10 @@ use super::{discover, ClientError, Target};
 use crate::wire::{ClientOp, ErrorCode, RemoteError, Reply, Request, WireError};
 
 /// Requests sent and not yet answered, at most, and their encoded bytes
-/// at most (past the first). The bytes bound is what keeps the two sides
-/// from blocking each other: the member writes answers while it does not
-/// read, and this client sends while it does not read; with no more than
+/// at most (a request larger than that goes alone, when nothing else is
+/// in flight). The bytes bound is what keeps the two sides from blocking
+/// each other: the member writes answers while it does not read, and this
+/// client sends while it does not read; with no more than
 /// [`PIPELINE_BYTES`] unread requests, which the member's socket buffer
 /// holds, this client's sends return and it goes on to read the answers,
 /// however large they are.
@@ -84,6 +85,8 @@ impl Client {
         // The sizes of the requests in flight, oldest first.
         let mut sizes = std::collections::VecDeque::new();
         let mut in_flight_bytes = 0usize;
+        // The next request, encoded, if it waits for room.
+        let mut next: Option<Vec<u8>> = None;
         let mut refused_here = false;
         let mut closing = false;
         while answered.len() < ops.len() {
@@ -92,20 +95,31 @@ impl Client {
                 .as_mut()
                 .expect("connected above; dropped only on return");
             while sent < ops.len()
-                && (sent == answered.len()
-                    || (sent - answered.len() < PIPELINE_WINDOW
-                        && in_flight_bytes < PIPELINE_BYTES))
+                && (sent == answered.len() || sent - answered.len() < PIPELINE_WINDOW)
             {
-                let req = Request {
-                    id: first_id + sent as u64,
-                    op: ops[sent].clone(),
+                let idle = sent == answered.len();
+                let frame = match next.take() {
+                    Some(frame) => Ok(frame),
+                    None => conn.encode(&Request {
+                        id: first_id + sent as u64,
+                        op: ops[sent].clone(),
+                    }),
                 };
-                match conn.send(&req, sent == answered.len()) {
-                    Ok(len) => {
+                let sending = frame.and_then(|frame| {
+                    if !idle && in_flight_bytes + frame.len() > PIPELINE_BYTES {
+                        // Sent once the answers in flight have come.
+                        next = Some(frame);
+                        return Ok(None);
+                    }
+                    conn.send_frame(&frame, idle).map(|()| Some(frame.len()))
+                });
+                match sending {
+                    Ok(Some(len)) => {
                         sent += 1;
                         sizes.push_back(len);
                         in_flight_bytes += len;
                     }
+                    Ok(None) => break,
                     Err(CallError::Local(e)) if sent == answered.len() => {
                         // Too large to send, and nothing is in flight:
                         // the connection is still good, nothing after it ran.
@@ -152,7 +166,10 @@ impl Client {
             && self.level == 0
             && self.locks == 0;
         if closing || elsewhere {
+            // The member's session goes with the connection.
             self.conn = None;
+            self.level = 0;
+            self.locks = 0;
         }
         Ok(answered)
     }

@@ -168,7 +168,8 @@ pub(crate) struct Inner {
     pub(crate) open_txns: Mutex<BTreeMap<TxnId, Lsn>>,
     /// Transactions of closed sessions that could not be rolled back
     /// because commits were paused: rolled back when they resume, dropped
-    /// if this member is demoted first (the new primary rolls them back).
+    /// if this member is demoted first (the new primary rolls them back);
+    /// their locks stay held until then (`session::settle_orphans`).
     pub(crate) orphans: Mutex<Vec<session::Orphan>>,
     pub(crate) next_txn: AtomicU64,
     pub(crate) next_session: AtomicU64,

@@ -15,9 +15,7 @@ impl Engine {
     pub fn set_read_only(&self, primary: Option<String>) {
         self.inner.gate.set_access(Access::ReadOnly { primary });
         // Not ours to undo any more: the new primary rolls them back.
-        for orphan in std::mem::take(&mut *self.inner.orphans.lock()) {
-            self.inner.open_txns.lock().remove(&orphan.id());
-        }
+        super::session::settle_orphans(&self.inner);
     }
 
     /// Commits wait for the backup's acknowledgement (or stop waiting).
@@ -49,7 +47,7 @@ impl Engine {
 
     pub fn resume_commits(&self) {
         self.inner.gate.resume();
-        self.roll_back_orphans();
+        super::session::settle_orphans(&self.inner);
     }
 
     pub fn paused(&self) -> Option<String> {

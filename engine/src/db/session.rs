@@ -596,7 +596,13 @@ impl Session {
         }
         // The pool's pressure was read under the write lock; past the
         // limits this waits for (or runs) a flush before the next write.
-        self.inner.throttle_with(&db, w.pressure)?;
+        // The change is made by now: a cycle that failed without poisoning
+        // the store (which refuses the write's acknowledgement) is the
+        // pool's trouble, retried at the next write, not this write's.
+        if let Err(e) = self.inner.throttle_with(&db, w.pressure) {
+            self.inner.check_poison()?;
+            tracing::warn!(error = %e, "a flush cycle the pool needed failed; the write stands");
+        }
         if self.txn.is_some() {
             // A large transaction's records go to the file as it grows,
             // on the journal's own thread (see `Journal::write_ahead`).
@@ -666,15 +672,23 @@ impl Drop for Session {
             match self.trollback(false) {
                 Ok(()) => {}
                 Err(EngineError::Paused(why)) => {
-                    // Nothing is undone yet; the engine does it when commits
-                    // resume (`Engine::roll_back_orphans`).
                     tracing::warn!(%why, "commits are paused: the closed session's transaction is rolled back when they resume");
-                    if let Some(t) = self.txn.take() {
-                        self.inner.orphans.lock().push(Orphan(t));
+                    if let Some(txn) = self.txn.take() {
+                        // Nothing is undone yet, and its locks stay held
+                        // until it is (see `Inner::orphans`).
+                        self.inner.orphans.lock().push(Orphan {
+                            txn,
+                            session: self.id,
+                        });
+                        settle_orphans(&self.inner);
+                        return;
                     }
                 }
                 Err(e) => {
-                    tracing::warn!(error = %e, "rolling back the transaction of a closed session failed");
+                    // Demoted while it waited: the new primary rolls it back.
+                    if self.discard_if_demoted().is_none() {
+                        tracing::warn!(error = %e, "rolling back the transaction of a closed session failed");
+                    }
                 }
             }
         }
@@ -682,26 +696,43 @@ impl Drop for Session {
     }
 }
 
-/// The open transaction of a session closed while commits were paused
-/// (see `Inner::orphans`).
-pub(crate) struct Orphan(Txn);
-
-impl Orphan {
-    pub(crate) fn id(&self) -> TxnId {
-        self.0.id
-    }
+/// The open transaction of a session closed while commits were paused,
+/// and that session's id, under which its locks stay held (see
+/// `Inner::orphans`).
+pub(crate) struct Orphan {
+    txn: Txn,
+    session: u64,
 }
 
-impl super::Engine {
-    /// Rolls back the transactions of sessions closed while commits were
-    /// paused (each in a session of its own; one that cannot be rolled
-    /// back yet is kept for the next time).
-    pub(crate) fn roll_back_orphans(&self) {
-        let orphans = std::mem::take(&mut *self.inner.orphans.lock());
-        for Orphan(t) in orphans {
-            let mut s = Session::new(self.inner.clone());
-            s.txn = Some(t);
-            drop(s);
+/// Settles the orphans as the gate now stands: on a read-only member they
+/// are dropped with their locks (the new primary rolls them back; rolling
+/// them back here later would write stale before-images); while commits
+/// are paused they wait; otherwise each is rolled back in a session with
+/// its old id, which releases its locks. Called after every change that
+/// can settle them (`Engine::resume_commits`, `Engine::set_read_only`)
+/// and after a new orphan is added, so neither side can miss the other.
+pub(crate) fn settle_orphans(inner: &Arc<Inner>) {
+    let orphans = {
+        let mut list = inner.orphans.lock();
+        if list.is_empty() {
+            return;
         }
+        match inner.gate.access() {
+            super::Access::ReadOnly { .. } => {
+                for o in list.drain(..) {
+                    inner.open_txns.lock().remove(&o.txn.id);
+                    inner.locks.release_all(o.session);
+                }
+                return;
+            }
+            super::Access::Primary { .. } if inner.gate.paused().is_some() => return,
+            super::Access::Primary { .. } => std::mem::take(&mut *list),
+        }
+    };
+    for Orphan { txn, session } in orphans {
+        let mut s = Session::new(inner.clone());
+        s.id = session;
+        s.txn = Some(txn);
+        drop(s);
     }
 }

@@ -153,6 +153,9 @@ fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
     // several pipelined requests per read.
     let mut r =
         std::io::BufReader::with_capacity(64 << 10, s.try_clone().map_err(|e| e.to_string())?);
+    // Declared after the session, so dropped before it: whatever way the
+    // connection ends, its pending commits complete before the session
+    // releases its locks (see `Outbox`'s drop).
     let mut outbox = Outbox::default();
     loop {
         if outbox.holds_any() && nothing_sent_yet(&r, &s) {
@@ -187,11 +190,11 @@ fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
                             let mut error = remote_error(shared, e);
                             error.message.push_str(
                                 "; the transaction is rolled back and the connection closed \
-                                 (its locks are released)",
+                                 (its locks are released once it is)",
                             );
                             outbox.push(r.id, Held::Ready(Err(error), false));
                             outbox.flush(shared, &mut s)?;
-                            let _ = s.shutdown(std::net::Shutdown::Both);
+                            close_after_answers(&mut s);
                             // Dropping the session rolls the transaction back
                             // (once commits resume, if they are paused).
                             return Err(why);
@@ -230,6 +233,22 @@ fn serve_client(shared: &Shared, mut s: TcpStream) -> Result<(), String> {
 struct Outbox {
     held: std::collections::VecDeque<(u64, Held)>,
     commits: usize,
+}
+
+impl Drop for Outbox {
+    /// The connection ended with commits pending (the client went away,
+    /// or an answer could not be written): wait for them, so that the
+    /// session's locks, released when it is dropped next, are never free
+    /// before the commits made under them are acknowledged or failed.
+    fn drop(&mut self) {
+        for (_, held) in self.held.drain(..) {
+            if let Held::Commit(commit) = held {
+                if let Err(e) = commit.wait() {
+                    tracing::debug!(error = %e, "a commit of a closed connection failed");
+                }
+            }
+        }
+    }
 }
 
 enum Held {
@@ -305,6 +324,26 @@ impl Outbox {
             }
             wire::send(s, &Message::Response(Response { id, result }))
                 .map_err(|e| e.to_string())?;
+        }
+    }
+}
+
+/// Ends a connection whose client may still be sending: shuts down the
+/// sending side, then reads and drops what comes in (for a second at
+/// most). Closing a socket with unread bytes resets the connection, and a
+/// reset can throw away answers the client has not read yet.
+fn close_after_answers(s: &mut TcpStream) {
+    use std::io::Read;
+    let _ = s.shutdown(std::net::Shutdown::Write);
+    let deadline = std::time::Instant::now() + Duration::from_secs(1);
+    let mut sink = [0u8; 8192];
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        if left.is_zero() || s.set_read_timeout(Some(left)).is_err() {
+            break;
+        }
+        match s.read(&mut sink) {
+            Ok(0) | Err(_) => break,
+            Ok(_) => {}
         }
     }
 }

@@ -201,6 +201,7 @@ fn a_session_closed_while_commits_are_paused_is_rolled_back_when_they_resume() {
     let mut s0 = e.session();
     s0.set(DB, &k("^A"), &v("0")).unwrap();
     let mut s = e.session();
+    assert!(s.lock(DB, &k("^A"), Duration::ZERO).unwrap());
     s.tstart().unwrap();
     s.set(DB, &k("^A"), &v("1")).unwrap();
     s.set(DB, &k("^B"), &v("1")).unwrap();
@@ -211,7 +212,10 @@ fn a_session_closed_while_commits_are_paused_is_rolled_back_when_they_resume() {
         Some(v("1")),
         "not undone yet"
     );
+    // Its lock stays held until it is undone: nobody builds on what will be.
+    assert!(!s0.lock(DB, &k("^A"), Duration::ZERO).unwrap());
     e.resume_commits();
+    assert!(s0.lock(DB, &k("^A"), Duration::ZERO).unwrap());
     assert_eq!(s0.get(DB, &k("^A")).unwrap(), Some(v("0")));
     assert_eq!(s0.get(DB, &k("^B")).unwrap(), None);
     assert!(e.inner.open_txns.lock().is_empty());
@@ -226,12 +230,14 @@ fn a_paused_orphan_is_dropped_when_the_member_is_demoted() {
     let fs = SimFs::new();
     let e = open_pausable(&fs);
     let mut s = e.session();
+    assert!(s.lock(DB, &k("^A"), Duration::ZERO).unwrap());
     s.tstart().unwrap();
     s.set(DB, &k("^A"), &v("1")).unwrap();
     e.pause_commits("test");
     drop(s);
     assert_eq!(e.inner.orphans.lock().len(), 1);
     e.set_read_only(None);
+    assert!(e.session().lock(DB, &k("^A"), Duration::ZERO).unwrap());
     // Promoted again later (after following the new primary).
     e.become_primary(2).unwrap();
     e.resume_commits();

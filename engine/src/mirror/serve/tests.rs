@@ -79,6 +79,20 @@ impl Served {
         self.shared.engine.session().get(DB, &k(key)).unwrap()
     }
 
+    /// A connection past the handshake, spoken to frame by frame: the
+    /// stream to write to and a reader of it.
+    fn raw_client(&self) -> (TcpStream, BufReader<TcpStream>) {
+        let mut s = TcpStream::connect(self.addr).unwrap();
+        let hello = Hello::new("M", "test", crate::wire::PeerRole::Client);
+        wire::send(&mut s, &Message::Hello(hello)).unwrap();
+        let mut r = BufReader::new(s.try_clone().unwrap());
+        assert!(matches!(
+            wire::recv(&mut r, FrameLimits::CLIENT),
+            Ok(Message::Welcome(_))
+        ));
+        (s, r)
+    }
+
     /// Waits (10 s at most) for a rollback to remove `key`.
     fn eventually_absent(&self, key: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -250,6 +264,36 @@ fn a_pipeline_of_large_requests_and_large_answers_does_not_block_both_sides() {
         .unwrap();
     assert_eq!(answered, 256);
     assert_eq!(m.get("^V(127)"), Some(big));
+
+    // One large request behind a small one with a large answer: it waits
+    // until that answer is in.
+    let mut c = m.client();
+    let answer = Value::Str("a".repeat(6 << 20));
+    c.call(ClientOp::Set {
+        db: DB.into(),
+        key: k("^G"),
+        value: answer.clone(),
+    })
+    .unwrap();
+    let ops = vec![
+        ClientOp::Get {
+            db: DB.into(),
+            key: k("^G"),
+        },
+        ClientOp::Set {
+            db: DB.into(),
+            key: k("^S"),
+            value: Value::Str("s".repeat(12 << 20)),
+        },
+    ];
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || tx.send(c.pipeline(&ops)));
+    let answers = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the pipeline is stuck")
+        .unwrap();
+    assert_eq!(answers[0], Ok(Reply::Value(Some(answer))));
+    assert_eq!(answers[1], Ok(Reply::Done));
 }
 
 #[test]
@@ -259,14 +303,7 @@ fn a_client_that_stops_sending_still_gets_the_answer_of_its_last_commit() {
     // must still come.
     let m = served(Duration::from_secs(30));
     m.shared.engine.set_sync(true);
-    let mut s = TcpStream::connect(m.addr).unwrap();
-    let hello = Hello::new("M", "test", crate::wire::PeerRole::Client);
-    wire::send(&mut s, &Message::Hello(hello)).unwrap();
-    let mut r = BufReader::new(s.try_clone().unwrap());
-    assert!(matches!(
-        wire::recv(&mut r, FrameLimits::CLIENT),
-        Ok(Message::Welcome(_))
-    ));
+    let (mut s, mut r) = m.raw_client();
     for (id, op) in [
         (1, ClientOp::TStart),
         (2, set("^H", 1)),
@@ -299,4 +336,52 @@ fn a_client_that_stops_sending_still_gets_the_answer_of_its_last_commit() {
     );
     done.store(true, std::sync::atomic::Ordering::SeqCst);
     acker.join().unwrap();
+}
+
+#[test]
+fn a_connection_that_breaks_keeps_its_locks_until_its_pending_commit_is_acknowledged() {
+    // The client holds a lock, pipelines a transaction under it, then
+    // sends garbage: the member ends the connection at once. The lock
+    // must not be free while the commit made under it still waits for
+    // its acknowledgement.
+    let m = served(Duration::from_secs(30));
+    m.shared.engine.set_sync(true);
+    let (mut s, mut r) = m.raw_client();
+    let lock = ClientOp::Lock {
+        db: DB.into(),
+        key: k("^L"),
+        timeout_ms: 0,
+    };
+    wire::send(
+        &mut s,
+        &Message::Request(crate::wire::Request { id: 1, op: lock }),
+    )
+    .unwrap();
+    assert!(matches!(
+        wire::recv(&mut r, FrameLimits::CLIENT),
+        Ok(Message::Response(resp)) if resp.result == Ok(Reply::Bool(true))
+    ));
+    for (id, op) in [
+        (2, ClientOp::TStart),
+        (3, set("^W", 1)),
+        (4, ClientOp::TCommit),
+    ] {
+        wire::send(&mut s, &Message::Request(crate::wire::Request { id, op })).unwrap();
+    }
+    std::io::Write::write_all(&mut s, &[0xff; 64]).unwrap();
+    let mut other = m.client();
+    let o = thread::spawn(move || other.lock(DB, &k("^L"), Duration::from_secs(20)).unwrap());
+    thread::sleep(Duration::from_millis(300));
+    assert!(
+        !o.is_finished(),
+        "the lock was free while the commit made under it was not acknowledged"
+    );
+    while !o.is_finished() {
+        m.shared
+            .engine
+            .backup_acked(m.shared.engine.journal().end_lsn());
+        thread::sleep(Duration::from_millis(5));
+    }
+    assert!(o.join().unwrap());
+    assert_eq!(m.get("^W"), Some(Value::Int(1)));
 }

@@ -1,6 +1,7 @@
-//! The insert buffer: new keys whose leaf is not in the pool wait here,
-//! sorted, and reach their leaves later in key order, many per leaf read
-//! and per page written (as InnoDB's change buffer, but for unique keys).
+//! The insert buffer: new keys whose leaf is not in the pool (or is, but
+//! clean: see `Tree::find`) wait here, sorted, and reach their leaves
+//! later in key order, many per leaf read and per page written (as
+//! InnoDB's change buffer, but for unique keys).
 //!
 //! Why it is sound to skip the leaf:
 //! - a SET journals the key's before-image, so the engine must know
@@ -334,6 +335,39 @@ impl InsertBuffer {
         })
     }
 
+    /// Takes out, after [`InsertBuffer::take_next`] took `first`, up to
+    /// `max` entries that follow it and are below `below` (`None`: no
+    /// bound): the rest of what goes to `first`'s leaf. Hand each back as
+    /// `take_next`'s.
+    pub fn take_run(&mut self, first: &Taken, below: Option<&[u8]>, max: usize) -> Vec<Taken> {
+        use std::ops::Bound;
+        if below.is_some_and(|b| b <= first.key()) {
+            return Vec::new();
+        }
+        let bound = below.map(|b| BufKey {
+            head: head(b),
+            key: b.into(),
+        });
+        let end = match &bound {
+            Some(b) => Bound::Excluded(b),
+            None => Bound::Unbounded,
+        };
+        let run: Vec<Taken> = self
+            .entries
+            .extract_if((Bound::Excluded(&first.key), end), |_, _| true)
+            .take(max)
+            .map(|(key, pending)| Taken {
+                key,
+                pending,
+                wrapped: false,
+            })
+            .collect();
+        for t in &run {
+            self.bytes -= cost(&t.key.key, &t.pending.value);
+        }
+        run
+    }
+
     /// The entry taken out is in its leaf: the next merge goes on after it.
     pub fn placed(&mut self, taken: Taken) {
         self.after_removal(taken.pending.lsn);
@@ -572,6 +606,37 @@ mod tests {
         assert!(b.take_next().is_none());
         assert_eq!(b.oldest(), None);
         assert_eq!(b.memory(), b.filter.as_ref().map_or(0, KeyFilter::bytes));
+    }
+
+    #[test]
+    fn a_run_stops_at_its_bound_and_its_count() {
+        let mut b = InsertBuffer::new(1 << 20, 1 << 20);
+        for k in [b"a", b"b", b"c", b"d", b"e", b"f"] {
+            b.insert(k, b"v", 1);
+        }
+        let bytes = b.memory();
+        let keys = |run: &[Taken]| run.iter().map(|t| t.key().to_vec()).collect::<Vec<_>>();
+        let first = b.take_next().unwrap();
+        assert_eq!(first.key(), b"a");
+        // Below "d": b and c, not a again.
+        let run = b.take_run(&first, Some(b"d"), 10);
+        assert_eq!(keys(&run), [b"b", b"c"]);
+        // A bound at or before the first key takes nothing.
+        assert!(b.take_run(&first, Some(b"a"), 10).is_empty());
+        // No bound: up to the count.
+        let more = b.take_run(&first, None, 2);
+        assert_eq!(keys(&more), [b"d", b"e"]);
+        assert_eq!(b.len(), 1);
+        assert_eq!(b.memory(), bytes - 5 * (1 + 1 + ENTRY_OVERHEAD));
+        b.placed(first);
+        for t in run {
+            b.placed(t);
+        }
+        for t in more {
+            b.put_back(t);
+        }
+        // The cursor is after c: d comes next.
+        assert_eq!(b.take_next().unwrap().key(), b"d");
     }
 
     #[test]

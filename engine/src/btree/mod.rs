@@ -34,7 +34,7 @@ mod read_cursor;
 use std::cmp::Ordering;
 use std::sync::Arc;
 
-use buffer::InsertBuffer;
+use buffer::{InsertBuffer, Taken};
 use entries::Entries;
 use free::FreeSpace;
 pub use free::PageSet;
@@ -152,8 +152,8 @@ enum Place {
     },
     /// In the insert buffer.
     Buffered,
-    /// Nowhere (the filter says so) and its leaf is not resident: a new
-    /// value may go to the insert buffer.
+    /// Nowhere (the filter says so), and its leaf is not resident or is
+    /// clean: a new value may go to the insert buffer.
     Absent,
 }
 
@@ -337,8 +337,8 @@ impl Tree {
     /// flushes: merged keys dirty leaves).
     pub fn merge(&mut self, n: usize, pinned_limit: usize) -> Result<usize> {
         let mut moved = 0;
-        // The leaf the last key went to, its path and its upper bound: the
-        // keys come in order, so the next goes there too while it is below
+        // The leaf the last keys went to, its path and its upper bound: the
+        // keys come in order, so the next go there too while they are below
         // the bound and the leaf did not split. One descent per leaf.
         let mut at: Option<(Vec<Step>, u64, Option<Vec<u8>>)> = None;
         while moved < n {
@@ -350,9 +350,9 @@ impl Tree {
             let cached = at
                 .take()
                 .filter(|a| !taken.wrapped && a.2.as_deref().is_none_or(|hi| key < hi));
-            // The leaf is read before its key leaves the buffer for good:
-            // a read that fails (a damaged page) puts the key back, and
-            // point reads still find it.
+            // The leaf is read before its keys leave the buffer for good:
+            // a read that fails (a damaged page) puts them back, and point
+            // reads still find them.
             let found = match cached {
                 Some(a) => self.pager.get(a.1).map(|_| a).map_err(TreeError::from),
                 None => self.path_to_leaf(key).and_then(|(path, leaf, _)| {
@@ -368,24 +368,41 @@ impl Tree {
                     return Err(e);
                 }
             };
-            // Moving the leaf reads it and its parent again (either may
-            // have left the pool): a failure there changes nothing either.
-            let leaf = match self.relocate(&path, leaf, taken.pending.lsn) {
-                Ok(leaf) => leaf,
+            // The keys after it that go to the same leaf come out with it.
+            let mut run = vec![taken];
+            run.extend(self.buffer.take_run(&run[0], hi.as_deref(), n - moved - 1));
+            // Each key's page stamp is its own position: the leaf's, once
+            // it holds them all, is the latest.
+            let lsn = run.iter().map(|t| t.pending.lsn).max().unwrap_or(0);
+            let (placed, leaf, overfull) = match self.merge_into_leaf(&path, leaf, &run, lsn) {
+                Ok(r) => r,
                 Err(e) => {
-                    self.buffer.put_back(taken);
+                    for t in run {
+                        self.buffer.put_back(t);
+                    }
                     self.account_buffer();
                     return Err(e);
                 }
             };
-            let p = &taken.pending;
-            if let Some(leaf) =
-                self.put_in_leaf(path.clone(), leaf, taken.key(), &p.value, p.lsn, true, None)?
-            {
-                at = Some((path, leaf, hi));
+            moved += placed;
+            let mut run = run.into_iter();
+            for t in run.by_ref().take(placed) {
+                self.buffer.placed(t);
             }
-            self.buffer.placed(taken);
-            moved += 1;
+            // Those that did not fit before the leaf split wait for the
+            // next turn of the loop (a descent to their new leaf).
+            for t in run {
+                self.buffer.put_back(t);
+            }
+            match overfull {
+                None => at = Some((path, leaf, hi)),
+                Some(appended) => {
+                    if let Err(e) = self.split_upwards(path, leaf, appended, lsn) {
+                        self.account_buffer();
+                        return Err(e);
+                    }
+                }
+            }
             if self.pager.pinned() > pinned_limit {
                 break;
             }
@@ -394,6 +411,51 @@ impl Tree {
             self.account_buffer();
         }
         Ok(moved)
+    }
+
+    /// Puts the buffered keys of `run` (ascending, all in `leaf`'s range)
+    /// into `leaf`, stamped `lsn`, until it no longer fits. Returns how
+    /// many it placed (at least one), the leaf's page (it may have moved,
+    /// see [`Tree::relocate`]) and, if it must split now, whether the last
+    /// key went to its right end. Nothing changes if it fails (a leaf or
+    /// parent that cannot be read).
+    fn merge_into_leaf(
+        &mut self,
+        path: &[Step],
+        leaf: u64,
+        run: &[Taken],
+        lsn: u64,
+    ) -> Result<(usize, u64, Option<bool>)> {
+        self.version += 1;
+        let leaf = self.relocate(path, leaf, lsn)?;
+        let (placed, appended, fits) = self.pager.modify(leaf, lsn, |n| {
+            let (mut placed, mut appended, mut fits) = (0, false, true);
+            for t in run {
+                let Node::Leaf(entries) = &mut *n else {
+                    break;
+                };
+                // A buffered key is never in the tree too: one that is
+                // stops the run here (reported below if it is the first).
+                let Err(i) = entries.search(t.key()) else {
+                    break;
+                };
+                Cell::Inline(&t.pending.value).with_payload(|p| entries.insert(i, t.key(), p));
+                appended = i + 1 == entries.len();
+                placed += 1;
+                fits = n.fits();
+                if !fits {
+                    break;
+                }
+            }
+            (placed, appended, fits)
+        })?;
+        if placed == 0 {
+            return Err(corrupt(
+                leaf,
+                "a key in the insert buffer is also in its leaf, or the page is not a leaf",
+            ));
+        }
+        Ok((placed, leaf, (!fits).then_some(appended)))
     }
 
     /// The insert buffer holds more than a writer's merge leaves in it
@@ -576,18 +638,30 @@ impl Tree {
         // every leaf resident, each read once.
         let buffering =
             self.buffer.enabled() && self.meta.page_count > self.pager.capacity() as u64;
-        let Some((path, leaf, node)) = self.descend_routed(key, buffering)? else {
-            // Its leaf is not resident: no read needed if the key is new.
-            if absent.unwrap_or_else(|| self.buffer.absent(key)) {
-                return Ok(Found {
-                    place: Place::Absent,
-                    version: self.version,
-                    before: None,
-                });
-            }
-            return self.find_in_leaf(key, self.path_to_leaf(key)?);
+        let routed = self.route.covers(self.shape, key);
+        let found = self.descend_routed(key, buffering)?;
+        // A new key waits in the buffer if its leaf is not resident (no
+        // read needed), and also if it is resident but clean: put in the
+        // leaf, it would make the next flush write the whole page for it
+        // alone (a random load's resident leaves are mostly clean: merged,
+        // then flushed); merged later, it shares that write with the other
+        // keys of its leaf. A dirty leaf is written anyway, and a leaf the
+        // last write went to (`routed`: keys in order) will take more.
+        let wait = match &found {
+            None => true,
+            Some((_, leaf, _)) => buffering && !routed && !self.pager.is_dirty(*leaf),
         };
-        self.find_in_leaf(key, (path, leaf, node))
+        if wait && absent.unwrap_or_else(|| self.buffer.absent(key)) {
+            return Ok(Found {
+                place: Place::Absent,
+                version: self.version,
+                before: None,
+            });
+        }
+        match found {
+            Some(leaf_path) => self.find_in_leaf(key, leaf_path),
+            None => self.find_in_leaf(key, self.path_to_leaf(key)?),
+        }
     }
 
     fn find_in_leaf(&self, key: &[u8], (path, leaf, node): LeafPath) -> Result<Found> {
@@ -612,7 +686,7 @@ impl Tree {
             return self.put_buffered(key, value, lsn);
         }
         let (path, leaf, _) = self.path_to_leaf(key)?;
-        self.put_at(path, leaf, key, value, lsn)
+        self.put_in_leaf(path, leaf, key, value, lsn, None)
     }
 
     /// [`Tree::put`] where `found` (from [`Tree::find`] for the same key)
@@ -622,9 +696,9 @@ impl Tree {
             return self.put(key, value, lsn);
         }
         match found.place {
-            Place::Leaf { path, leaf, at } => self
-                .put_in_leaf(path, leaf, key, value, lsn, false, Some(at))
-                .map(|_| ()),
+            Place::Leaf { path, leaf, at } => {
+                self.put_in_leaf(path, leaf, key, value, lsn, Some(at))
+            }
             Place::Buffered => self.put_buffered(key, value, lsn),
             Place::Absent if value.len() <= INLINE_MAX => {
                 self.version += 1;
@@ -634,7 +708,7 @@ impl Tree {
             }
             Place::Absent => {
                 let (path, leaf, _) = self.path_to_leaf(key)?;
-                self.put_at(path, leaf, key, value, lsn)
+                self.put_in_leaf(path, leaf, key, value, lsn, None)
             }
         }
     }
@@ -650,36 +724,21 @@ impl Tree {
         self.buffer.remove(key);
         self.account_buffer();
         let (path, leaf, _) = self.path_to_leaf(key)?;
-        self.put_at(path, leaf, key, value, lsn)
+        self.put_in_leaf(path, leaf, key, value, lsn, None)
     }
 
-    fn put_at(
+    /// Sets `key` to `value` in `leaf` (below the branches of `path`),
+    /// splitting pages as needed. `at`: where an earlier search in the
+    /// leaf found the key's place (checked, not trusted).
+    fn put_in_leaf(
         &mut self,
         path: Vec<Step>,
         leaf: u64,
         key: &[u8],
         value: &[u8],
         lsn: u64,
-    ) -> Result<()> {
-        self.put_in_leaf(path, leaf, key, value, lsn, false, None)
-            .map(|_| ())
-    }
-
-    /// [`Tree::put_at`]; returns the leaf's page (it may have moved, see
-    /// [`Tree::relocate`]) unless pages split (the path changed). `at`:
-    /// where an earlier search in the leaf found the key's place (checked,
-    /// not trusted).
-    #[allow(clippy::too_many_arguments)]
-    fn put_in_leaf(
-        &mut self,
-        mut path: Vec<Step>,
-        leaf: u64,
-        key: &[u8],
-        value: &[u8],
-        lsn: u64,
-        from_buffer: bool,
         at: Option<std::result::Result<usize, usize>>,
-    ) -> Result<Option<u64>> {
+    ) -> Result<()> {
         self.version += 1;
         let leaf = self.relocate(&path, leaf, lsn)?;
         let cell = if value.len() > INLINE_MAX {
@@ -707,23 +766,33 @@ impl Tree {
             };
             (old, appended, n.fits(), inserted)
         })?;
-        // A key merged from the buffer was added when it was buffered.
-        if inserted && !from_buffer {
+        if inserted {
             self.note_key(key);
         }
         if let Some(first) = old {
             self.free_chain(first)?;
         }
         if fits {
-            return Ok(Some(leaf));
+            return Ok(());
         }
-        // Split upwards while a page does not fit. `appended`: the entry
-        // that overfilled `page` was added at its right end.
+        self.split_upwards(path, leaf, appended, lsn)
+    }
+
+    /// Splits `leaf`, which no longer fits, and then its ancestors on
+    /// `path` while one does not fit. `appended`: the entry that overfilled
+    /// the leaf was added at its right end.
+    fn split_upwards(
+        &mut self,
+        mut path: Vec<Step>,
+        leaf: u64,
+        appended: bool,
+        lsn: u64,
+    ) -> Result<()> {
         let mut page = leaf;
         let mut appended = appended;
         loop {
             if page != leaf && self.pager.get(page)?.fits() {
-                return Ok(None);
+                return Ok(());
             }
             let edge = appended && path.iter().all(|step| step.last);
             let right_page = self.alloc();
@@ -757,7 +826,7 @@ impl Tree {
                         lsn,
                     );
                     self.meta.root = root;
-                    return Ok(None);
+                    return Ok(());
                 }
             }
         }

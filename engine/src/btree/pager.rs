@@ -284,6 +284,13 @@ impl Pager {
         }
     }
 
+    /// Whether `page` is resident and dirty (a flush will write it
+    /// anyway).
+    pub fn is_dirty(&self, page: u64) -> bool {
+        let c = self.cache.read();
+        c.index.get(&page).is_some_and(|&i| c.slots[i].dirty)
+    }
+
     pub fn dirty_count(&self) -> usize {
         self.cache.read().dirty
     }

@@ -422,3 +422,52 @@ fn pages_freed_while_their_images_are_in_flight_still_count_in_memory() {
     write_flush(&tree, f);
     tree.check().unwrap();
 }
+
+/// A new key whose leaf is resident but clean waits in the insert buffer
+/// (in the leaf, it would cost the next flush a page write of its own);
+/// one whose leaf is dirty, or whose leaf the previous write went to (keys
+/// in order), goes into the leaf.
+#[test]
+fn a_new_key_for_a_clean_resident_leaf_waits_in_the_buffer() {
+    let k = |i: u32| format!("k{i:08}").into_bytes();
+    let mut tree = Tree::create(file(), 64, 1, "T");
+    tree.enable_insert_buffer(64 << 10, 16 << 10);
+    let mut model = BTreeMap::new();
+    for i in 0..8000 {
+        tree.put(&k(2 * i), &[1; 100], 1).unwrap();
+        model.insert(k(2 * i), vec![1; 100]);
+    }
+    flush(&mut tree);
+    assert!(
+        tree.meta().page_count > 64,
+        "the tree is larger than its pool"
+    );
+    let mut set = |tree: &mut Tree, key: Vec<u8>| {
+        let found = tree.find(&key).unwrap();
+        tree.put_found(found, &key, &[2; 100], 2).unwrap();
+        model.insert(key.clone(), vec![2; 100]);
+        tree.is_buffered(&key)
+    };
+    // Leaf of k(200) resident and clean: the new key waits.
+    tree.get(&k(200)).unwrap();
+    assert!(set(&mut tree, k(201)), "a clean leaf's new key is buffered");
+    // The next new key of the same leaf follows a write there: in order.
+    assert!(
+        !set(&mut tree, k(203)),
+        "a key after one in its leaf goes in"
+    );
+    // The leaf is dirty now: another new key goes in, even after a write
+    // elsewhere (to a leaf that is clean or not resident).
+    assert!(set(&mut tree, k(4001)));
+    assert!(!set(&mut tree, k(205)), "a dirty leaf's new key goes in");
+    // A flush leaves it clean again: after a write elsewhere, its new
+    // keys wait again.
+    flush(&mut tree);
+    tree.get(&k(200)).unwrap();
+    assert!(set(&mut tree, k(9001)));
+    assert!(set(&mut tree, k(207)));
+    assert_eq!(tree.buffered(), 4);
+    tree.merge(usize::MAX, usize::MAX).unwrap();
+    assert_eq!(tree.buffered(), 0);
+    compare(&tree, &model);
+}

@@ -128,6 +128,10 @@ enum Cmd {
         /// next is built (`Session::tcommit_pipelined`).
         #[arg(long)]
         pipelined: bool,
+        /// A 512 KiB pool, and a key far from the others in every commit:
+        /// new keys wait in the insert buffer.
+        #[arg(long)]
+        scatter: bool,
     },
 }
 
@@ -164,7 +168,13 @@ fn main() -> ExitCode {
             threads,
             commits,
             pipelined,
-        } => load::run_writers(&data, threads, commits, pipelined),
+            scatter,
+        } => load::run_writers(
+            &data,
+            threads,
+            commits,
+            load::LoadShape { pipelined, scatter },
+        ),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

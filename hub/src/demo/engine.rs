@@ -25,7 +25,7 @@ pub fn run() -> Result<()> {
     );
 
     step(1, "open a data directory and set a global");
-    let (engine, _) = load::open(&data)?;
+    let (engine, _) = load::open(&data, false)?;
     engine.create_database("USER")?;
     let mut s = engine.session();
     let key = parse_key("^myfirstglobal")?;
@@ -91,7 +91,7 @@ pub fn run() -> Result<()> {
         bail!("the write load acknowledged nothing in 1.5 s");
     }
     let t = Instant::now();
-    let (engine, report) = load::open(&data)?;
+    let (engine, report) = load::open(&data, false)?;
     println!(
         "    recovery took {:.0} ms: replayed {} journal records, dropped {} torn bytes, rolled back {} open transaction(s)",
         t.elapsed().as_secs_f64() * 1000.0,
@@ -99,7 +99,7 @@ pub fn run() -> Result<()> {
         report.journal_dropped_bytes,
         report.rolled_back.len()
     );
-    let checked = load::verify(&engine, &acked)?;
+    let checked = load::verify(&engine, &acked, false)?;
     println!("    all {checked} acknowledged commits are present and whole");
     for (db, c) in engine.check()? {
         println!(

@@ -52,6 +52,9 @@ struct Cli {
 }
 
 fn main() -> Result<()> {
+    // As the `redoubt` binary runs (`redoubt_hub::allocator`).
+    #[cfg(feature = "mimalloc")]
+    redoubt_hub::allocator::tune_mimalloc();
     let cli = Cli::parse();
     let scenario = scenarios::find(&cli.scenario).context("unknown scenario")?;
     let ctx = Ctx {

@@ -1,6 +1,7 @@
 //! The redoubt node process and the `redoubt` command.
 
 pub mod admin;
+pub mod allocator;
 pub mod cluster;
 pub mod cmd;
 pub mod config;

@@ -136,6 +136,7 @@ enum Cmd {
 }
 
 fn main() -> ExitCode {
+    redoubt_hub::allocator::tune_mimalloc();
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("REDOUBT_LOG")

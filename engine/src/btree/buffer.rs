@@ -131,9 +131,6 @@ const LOW_WATER: usize = 16;
 pub struct Taken {
     key: BufKey,
     pub pending: Pending,
-    /// It is the smallest key, taken because none was left after the
-    /// cursor: the merge went around.
-    pub wrapped: bool,
 }
 
 impl Taken {
@@ -310,8 +307,8 @@ impl InsertBuffer {
     }
 
     /// Takes out the entry a merge places next: the first after the
-    /// cursor, or the smallest once none is left after it (then
-    /// `wrapped`). Hand it back with [`InsertBuffer::placed`] or
+    /// cursor, or the smallest once none is left after it (the merge goes
+    /// around). Hand it back with [`InsertBuffer::placed`] or
     /// [`InsertBuffer::put_back`].
     pub fn take_next(&mut self) -> Option<Taken> {
         use std::ops::Bound;
@@ -322,17 +319,12 @@ impl InsertBuffer {
                 .next(),
             None => None,
         };
-        let wrapped = after.is_none() && self.cursor.is_some();
         let (key, pending) = match after {
             Some(e) => e,
             None => self.entries.pop_first()?,
         };
         self.bytes -= cost(&key.key, &pending.value);
-        Some(Taken {
-            key,
-            pending,
-            wrapped,
-        })
+        Some(Taken { key, pending })
     }
 
     /// Takes out, after [`InsertBuffer::take_next`] took `first`, up to
@@ -356,11 +348,7 @@ impl InsertBuffer {
             .entries
             .extract_if((Bound::Excluded(&first.key), end), |_, _| true)
             .take(max)
-            .map(|(key, pending)| Taken {
-                key,
-                pending,
-                wrapped: false,
-            })
+            .map(|(key, pending)| Taken { key, pending })
             .collect();
         for t in &run {
             self.bytes -= cost(&t.key.key, &t.pending.value);
@@ -586,23 +574,23 @@ mod tests {
         }
         let take = |b: &mut InsertBuffer| {
             let t = b.take_next().unwrap();
-            let got = (t.key().to_vec(), t.wrapped);
+            let got = t.key().to_vec();
             b.placed(t);
             got
         };
         // No cursor yet: from the smallest.
-        assert_eq!(take(&mut b), (b"a".to_vec(), false));
+        assert_eq!(take(&mut b), b"a");
         // One that could not be placed goes back, and the cursor stays.
         let t = b.take_next().unwrap();
         assert_eq!(t.key(), b"b");
         b.put_back(t);
-        assert_eq!(take(&mut b), (b"b".to_vec(), false));
+        assert_eq!(take(&mut b), b"b");
         // The next after the cursor, then around.
-        assert_eq!(take(&mut b), (b"c".to_vec(), false));
+        assert_eq!(take(&mut b), b"c");
         b.insert(b"a", b"v", 2);
-        assert_eq!(take(&mut b), (b"d".to_vec(), false));
-        assert_eq!(take(&mut b), (b"e".to_vec(), false));
-        assert_eq!(take(&mut b), (b"a".to_vec(), true));
+        assert_eq!(take(&mut b), b"d");
+        assert_eq!(take(&mut b), b"e");
+        assert_eq!(take(&mut b), b"a", "around to the smallest");
         assert!(b.take_next().is_none());
         assert_eq!(b.oldest(), None);
         assert_eq!(b.memory(), b.filter.as_ref().map_or(0, KeyFilter::bytes));

@@ -337,29 +337,18 @@ impl Tree {
     /// flushes: merged keys dirty leaves).
     pub fn merge(&mut self, n: usize, pinned_limit: usize) -> Result<usize> {
         let mut moved = 0;
-        // The leaf the last keys went to, its path and its upper bound: the
-        // keys come in order, so the next go there too while they are below
-        // the bound and the leaf did not split. One descent per leaf.
-        let mut at: Option<(Vec<Step>, u64, Option<Vec<u8>>)> = None;
         while moved < n {
             let Some(taken) = self.buffer.take_next() else {
                 break;
             };
-            let key = taken.key();
-            // Wrapped around to the smallest key: the cached leaf is past it.
-            let cached = at
-                .take()
-                .filter(|a| !taken.wrapped && a.2.as_deref().is_none_or(|hi| key < hi));
             // The leaf is read before its keys leave the buffer for good:
             // a read that fails (a damaged page) puts them back, and point
-            // reads still find them.
-            let found = match cached {
-                Some(a) => self.pager.get(a.1).map(|_| a).map_err(TreeError::from),
-                None => self.path_to_leaf(key).and_then(|(path, leaf, _)| {
-                    let hi = self.upper_bound(&path)?;
-                    Ok((path, leaf, hi))
-                }),
-            };
+            // reads still find them. One descent per leaf: every key below
+            // its upper bound goes with the first.
+            let found = self.path_to_leaf(taken.key()).and_then(|(path, leaf, _)| {
+                let hi = self.upper_bound(&path)?;
+                Ok((path, leaf, hi))
+            });
             let (path, leaf, hi) = match found {
                 Ok(f) => f,
                 Err(e) => {
@@ -394,13 +383,10 @@ impl Tree {
             for t in run {
                 self.buffer.put_back(t);
             }
-            match overfull {
-                None => at = Some((path, leaf, hi)),
-                Some(appended) => {
-                    if let Err(e) = self.split_upwards(path, leaf, appended, lsn) {
-                        self.account_buffer();
-                        return Err(e);
-                    }
+            if let Some(appended) = overfull {
+                if let Err(e) = self.split_upwards(path, leaf, appended, lsn) {
+                    self.account_buffer();
+                    return Err(e);
                 }
             }
             if self.pager.pinned() > pinned_limit {

@@ -177,6 +177,9 @@ pub struct InsertBuffer {
     /// The last key a merge placed: the next merge goes on after it (and
     /// wraps around), so partial merges visit the whole key range in turn.
     cursor: Option<BufKey>,
+    /// Entries taken out by a merge and not yet placed or put back: their
+    /// journal positions are still tracked in `order`.
+    taken: usize,
 }
 
 impl InsertBuffer {
@@ -324,6 +327,7 @@ impl InsertBuffer {
             None => self.entries.pop_first()?,
         };
         self.bytes -= cost(&key.key, &pending.value);
+        self.taken += 1;
         Some(Taken { key, pending })
     }
 
@@ -353,11 +357,13 @@ impl InsertBuffer {
         for t in &run {
             self.bytes -= cost(&t.key.key, &t.pending.value);
         }
+        self.taken += run.len();
         run
     }
 
     /// The entry taken out is in its leaf: the next merge goes on after it.
     pub fn placed(&mut self, taken: Taken) {
+        self.taken -= 1;
         self.after_removal(taken.pending.lsn);
         self.cursor = Some(taken.key);
     }
@@ -365,13 +371,15 @@ impl InsertBuffer {
     /// The entry taken out could not be placed (its leaf could not be
     /// read): it waits here again, as before.
     pub fn put_back(&mut self, taken: Taken) {
+        self.taken -= 1;
         self.bytes += cost(&taken.key.key, &taken.pending.value);
         self.entries.insert(taken.key, taken.pending);
     }
 
     /// The entry of journal position `lsn` left.
     fn after_removal(&mut self, lsn: u64) {
-        if self.entries.is_empty() {
+        // Empty, with none taken out either: nothing is left to track.
+        if self.entries.is_empty() && self.taken == 0 {
             self.oldest = None;
             self.order.clear();
             self.gone.clear();
@@ -625,6 +633,34 @@ mod tests {
         }
         // The cursor is after c: d comes next.
         assert_eq!(b.take_next().unwrap().key(), b"d");
+    }
+
+    /// A merge that takes out every entry, places some and puts the rest
+    /// back keeps the oldest journal position of those put back. A buffer
+    /// found empty at a placement used to forget every position, theirs
+    /// too: the flush cycle's `redo_from` then passed them, and a crash
+    /// lost them (found by the model-based test, in CI).
+    #[test]
+    fn entries_put_back_after_a_run_keep_their_journal_positions() {
+        let mut b = InsertBuffer::new(1 << 20, 1 << 20);
+        for (i, k) in [b"a", b"b", b"c", b"d"].iter().enumerate() {
+            b.insert(*k, b"v", 10 + i as u64);
+        }
+        let first = b.take_next().unwrap();
+        let mut run = vec![first];
+        run.extend(b.take_run(&run[0], None, 10));
+        assert!(b.is_empty());
+        // Placed first, then put back: the order a merge once used.
+        let rest = run.split_off(2);
+        for t in run {
+            b.placed(t);
+        }
+        for t in rest {
+            b.put_back(t);
+        }
+        assert_eq!(b.oldest(), Some(12), "c is the oldest left");
+        b.recount_oldest();
+        assert_eq!(b.oldest(), Some(12));
     }
 
     #[test]

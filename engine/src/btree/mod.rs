@@ -374,14 +374,14 @@ impl Tree {
                 }
             };
             moved += placed;
-            let mut run = run.into_iter();
-            for t in run.by_ref().take(placed) {
-                self.buffer.placed(t);
-            }
             // Those that did not fit before the leaf split wait for the
             // next turn of the loop (a descent to their new leaf).
-            for t in run {
+            let rest = run.split_off(placed);
+            for t in rest {
                 self.buffer.put_back(t);
+            }
+            for t in run {
+                self.buffer.placed(t);
             }
             if let Some(appended) = overfull {
                 if let Err(e) = self.split_upwards(path, leaf, appended, lsn) {

@@ -110,6 +110,12 @@ impl Entries {
         Ok(e)
     }
 
+    /// Bytes allocated for the cells.
+    #[cfg(test)]
+    pub fn cells_capacity(&self) -> usize {
+        self.buf.capacity()
+    }
+
     /// The cells, as the page body stores them.
     pub fn bytes(&self) -> &[u8] {
         &self.buf
@@ -210,6 +216,11 @@ impl Entries {
         } else {
             self.hints.insert(i, hint(&key[self.prefix..]));
         }
+    }
+
+    /// Bytes a cell for `key` with the concatenation of `payload` takes.
+    pub fn cell_len_of(key: &[u8], payload: &[&[u8]]) -> usize {
+        CELL_HEAD + key.len() + payload.iter().map(|p| p.len()).sum::<usize>()
     }
 
     /// Replaces the payload of cell `i` (its key stays).
@@ -362,7 +373,10 @@ impl Entries {
     fn open_gap(&mut self, at: usize, len: usize) {
         let old = self.buf.len();
         if self.buf.capacity() < old + len {
-            self.buf.reserve(BUF_CAPACITY.max(2 * (old + len)) - old);
+            // Exactly: past a page body the node is about to be split,
+            // and a doubled buffer would stay with its left half, twice
+            // the memory the pool counts for a page.
+            self.buf.reserve_exact(BUF_CAPACITY.max(old + len) - old);
         }
         self.buf.resize(old + len, 0);
         self.buf.copy_within(at..old, at + len);

@@ -39,6 +39,7 @@ use entries::Entries;
 use free::FreeSpace;
 pub use free::PageSet;
 use node::{cmp_key, Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
+use page::BODY_SIZE;
 use pager::{DirtyPage, LoadError, Pager};
 
 pub use check::TreeCheck;
@@ -732,11 +733,25 @@ impl Tree {
         } else {
             Cell::Inline(value)
         };
+        // The rightmost leaf of the tree, where an ascending load appends.
+        let rightmost = path.iter().all(|step| step.last);
         let (old, appended, fits, inserted) = self.pager.modify(leaf, lsn, |n| {
             let Node::Leaf(entries) = n else {
                 return (None, false, true, false);
             };
-            let (old, appended, inserted) = match entries.search_hinted(key, at) {
+            let at = entries.search_hinted(key, at);
+            if rightmost
+                && at == Err(entries.len())
+                && !entries.is_empty()
+                && entries.bytes().len() + cell.with_payload(|p| Entries::cell_len_of(key, p))
+                    > BODY_SIZE
+            {
+                // A key past the end of a full rightmost leaf starts the
+                // next leaf, as an edge split would leave it, without
+                // growing this one's buffer past a page first.
+                return (None, true, false, false);
+            }
+            let (old, appended, inserted) = match at {
                 Ok(i) => {
                     let old = match Cell::from_payload(entries.payload(i)) {
                         Cell::Overflow { first, .. } => Some(first),
@@ -761,6 +776,14 @@ impl Tree {
         if fits {
             return Ok(());
         }
+        if appended && !inserted {
+            let right_page = self.alloc();
+            let mut entries = Entries::new();
+            cell.with_payload(|p| entries.insert(0, key, p));
+            self.pager.put_new(right_page, Node::Leaf(entries), lsn);
+            self.note_key(key);
+            return self.link_upwards(path, leaf, key.to_vec(), right_page, lsn);
+        }
         self.split_upwards(path, leaf, appended, lsn)
     }
 
@@ -769,52 +792,67 @@ impl Tree {
     /// the leaf was added at its right end.
     fn split_upwards(
         &mut self,
-        mut path: Vec<Step>,
+        path: Vec<Step>,
         leaf: u64,
         appended: bool,
         lsn: u64,
     ) -> Result<()> {
-        let mut page = leaf;
-        let mut appended = appended;
+        let edge = appended && path.iter().all(|step| step.last);
+        let right_page = self.alloc();
+        let (sep, right) = self.pager.modify(leaf, lsn, |n| split(n, edge))?;
+        self.pager.put_new(right_page, right, lsn);
+        self.link_upwards(path, leaf, sep, right_page, lsn)
+    }
+
+    /// Links `right_page`, the new right sibling of `page` whose keys
+    /// start at `sep`, into the parent at the end of `path` (a new root if
+    /// `page` was the root), splitting ancestors while one does not fit.
+    fn link_upwards(
+        &mut self,
+        mut path: Vec<Step>,
+        mut page: u64,
+        mut sep: Vec<u8>,
+        mut right_page: u64,
+        lsn: u64,
+    ) -> Result<()> {
         loop {
-            if page != leaf && self.pager.get(page)?.fits() {
+            let Some(Step {
+                page: parent,
+                child: ci,
+                ..
+            }) = path.pop()
+            else {
+                let root = self.alloc();
+                let mut entries = Entries::new();
+                entries.insert(0, &sep, &[&right_page.to_le_bytes()]);
+                self.pager.put_new(
+                    root,
+                    Node::Branch {
+                        first: page,
+                        entries,
+                    },
+                    lsn,
+                );
+                self.meta.root = root;
+                return Ok(());
+            };
+            let (appended, fits) = self.pager.modify(parent, lsn, |n| {
+                let Node::Branch { entries, .. } = n else {
+                    return (false, true);
+                };
+                entries.insert(ci, &sep, &[&right_page.to_le_bytes()]);
+                let appended = ci + 1 == entries.len();
+                (appended, n.fits())
+            })?;
+            if fits {
                 return Ok(());
             }
+            page = parent;
             let edge = appended && path.iter().all(|step| step.last);
-            let right_page = self.alloc();
-            let (sep, right) = self.pager.modify(page, lsn, |n| split(n, edge))?;
+            right_page = self.alloc();
+            let right;
+            (sep, right) = self.pager.modify(page, lsn, |n| split(n, edge))?;
             self.pager.put_new(right_page, right, lsn);
-            match path.pop() {
-                Some(Step {
-                    page: parent,
-                    child: ci,
-                    ..
-                }) => {
-                    appended = self.pager.modify(parent, lsn, |n| {
-                        let Node::Branch { entries, .. } = n else {
-                            return false;
-                        };
-                        entries.insert(ci, &sep, &[&right_page.to_le_bytes()]);
-                        ci + 1 == entries.len()
-                    })?;
-                    page = parent;
-                }
-                None => {
-                    let root = self.alloc();
-                    let mut entries = Entries::new();
-                    entries.insert(0, &sep, &[&right_page.to_le_bytes()]);
-                    self.pager.put_new(
-                        root,
-                        Node::Branch {
-                            first: page,
-                            entries,
-                        },
-                        lsn,
-                    );
-                    self.meta.root = root;
-                    return Ok(());
-                }
-            }
         }
     }
 

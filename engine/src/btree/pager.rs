@@ -306,6 +306,17 @@ impl Pager {
         )
     }
 
+    /// The most bytes any resident leaf allocated for its cells.
+    #[cfg(test)]
+    pub fn largest_leaf_buffer(&self) -> usize {
+        let c = self.cache.read();
+        let sizes = c.slots.iter().filter_map(|s| match &*s.node {
+            Node::Leaf(e) => Some(e.cells_capacity()),
+            _ => None,
+        });
+        sizes.max().unwrap_or(0)
+    }
+
     /// Pages in memory: the pool's slots, copies made on write while a
     /// cycle holds the original, and the tree's memory outside the pool.
     pub fn resident(&self) -> usize {

@@ -178,6 +178,43 @@ fn an_ascending_load_fills_its_pages() {
     compare(&tree, &model);
 }
 
+/// A leaf's cell buffer stays about a page: the pool counts pages, so a
+/// leaf holding twice that would double the memory behind its bound.
+#[test]
+fn leaves_hold_about_a_page_of_memory() {
+    // An ascending load: every leaf filled by appends, then left behind;
+    // the key that does not fit starts the next leaf.
+    let mut tree = Tree::create(file(), 4096, 1, "T");
+    for i in 0..20_000u32 {
+        let value = vec![1; 100 + (i % 64) as usize];
+        tree.put(format!("k{i:08}").as_bytes(), &value, 1).unwrap();
+    }
+    let most = tree.pager().largest_leaf_buffer();
+    assert!(
+        most <= PAGE_SIZE,
+        "an ascending load left a leaf of {most} bytes"
+    );
+    // A random load: a leaf that overflows grows by its last cell only.
+    // Cells of varying size, so a last one passes the buffer's capacity
+    // and not only the page body.
+    let mut tree = Tree::create(file(), 4096, 1, "T");
+    let mut x = 1u64;
+    for _ in 0..20_000u32 {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        let value = vec![1; 100 + (x >> 58) as usize];
+        tree.put(format!("k{:016x}", x >> 8).as_bytes(), &value, 1)
+            .unwrap();
+    }
+    let most = tree.pager().largest_leaf_buffer();
+    let largest_cell = 4 + 17 + 1 + 163;
+    assert!(
+        most <= page::BODY_SIZE + largest_cell,
+        "a random load left a leaf of {most} bytes"
+    );
+}
+
 #[test]
 fn freed_pages_are_reused_after_a_kill() {
     let mut tree = Tree::create(file(), 256, 1, "T");

@@ -44,8 +44,10 @@ use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use super::{Database, Inner};
+use crate::btree::pager::DirtyPage;
 use crate::error::{EngineError, Result};
 use crate::journal::Record;
+use crate::wij::format::STRIPE_SLOTS;
 use crate::wij::{PageImage, PAGE_SIZE};
 use crate::Lsn;
 
@@ -54,20 +56,30 @@ use crate::Lsn;
 /// visible part of the write daemon's time.
 #[derive(Default)]
 pub(crate) struct CycleBuffers {
-    /// Page-sized buffers for the images; at most [`KEPT_PAGES`] are kept
-    /// between cycles.
+    /// Page-sized buffers for one batch of images ([`BATCH_PAGES`]).
     pages: Vec<Vec<u8>>,
 }
 
-/// The page images of one cycle.
+/// Pages a cycle encodes at a time: its memory beyond the pool's (two WIJ
+/// stripes, 2 MiB). The pages wait as nodes, which the pool holds (in
+/// flight) anyway; a cycle that encoded them all at once held a second
+/// copy of every dirty page, up to half the pool again. Tests use tiny
+/// batches, so every cycle they run is written in several.
+const BATCH_PAGES: usize = if cfg!(test) {
+    3
+} else {
+    2 * STRIPE_SLOTS as usize
+};
+
+/// The pages of one cycle.
 #[derive(Default)]
 struct Cycle {
     /// Through the WIJ: pages that existed in the files before this cycle,
     /// and each database's meta page.
-    images: Vec<PageImage>,
+    images: Vec<CyclePage>,
     /// Direct pages (fresh, or free in the tree on disk): straight to the
     /// files.
-    fresh: Vec<PageImage>,
+    fresh: Vec<CyclePage>,
     per_file: Vec<FileCycle>,
 }
 
@@ -78,10 +90,59 @@ struct FileCycle {
     fresh: std::ops::Range<usize>,
 }
 
-/// Image buffers kept between cycles (16 MiB): enough for the cycles of a
-/// pool of a few thousand pages, without holding a whole large pool's worth
-/// of memory after one big cycle.
-const KEPT_PAGES: usize = 2048;
+/// A page of a cycle, encoded when its batch is written (twice for a page
+/// through the WIJ: once for it, once for the file; the encoding is the
+/// same both times, the node being an in-flight snapshot).
+struct CyclePage {
+    file_id: u32,
+    page_no: u64,
+    content: Content,
+}
+
+enum Content {
+    Node(DirtyPage),
+    /// Encoded already: a meta page.
+    Encoded(Vec<u8>),
+}
+
+impl CyclePage {
+    fn encode_into(&self, buf: &mut Vec<u8>) {
+        match &self.content {
+            Content::Node(p) => p.node.encode_into(buf, p.page, p.lsn),
+            Content::Encoded(data) => {
+                buf.clear();
+                buf.extend_from_slice(data);
+            }
+        }
+    }
+}
+
+impl CycleBuffers {
+    /// Calls `f` with the images of `pages`, in order, encoded
+    /// [`BATCH_PAGES`] at a time into the reused buffers.
+    fn in_batches(
+        &mut self,
+        pages: &[&CyclePage],
+        mut f: impl FnMut(&[PageImage]) -> Result<()>,
+    ) -> Result<()> {
+        let mut batch = Vec::with_capacity(BATCH_PAGES.min(pages.len()));
+        for part in pages.chunks(BATCH_PAGES) {
+            for p in part {
+                let mut data = self.pages.pop().unwrap_or_default();
+                p.encode_into(&mut data);
+                batch.push(PageImage {
+                    file_id: p.file_id,
+                    page_no: p.page_no,
+                    data,
+                });
+            }
+            let written = f(&batch);
+            self.pages.extend(batch.drain(..).map(|i| i.data));
+            written?;
+        }
+        Ok(())
+    }
+}
 
 impl Inner {
     pub(crate) fn checkpoint(&self) -> Result<()> {
@@ -126,24 +187,22 @@ impl Inner {
             }
             max_redo = max_redo.max(Lsn(flush.meta.redo_from));
             let (start, fresh_start) = (cycle.images.len(), cycle.fresh.len());
-            for p in &flush.pages {
-                let mut data = bufs.pages.pop().unwrap_or_default();
-                p.node.encode_into(&mut data, p.page, p.lsn);
+            for p in flush.pages {
                 let to = if p.page >= flush.fresh_from || flush.direct.contains(&p.page) {
                     &mut cycle.fresh
                 } else {
                     &mut cycle.images
                 };
-                to.push(PageImage {
+                to.push(CyclePage {
                     file_id: db.file_id,
                     page_no: p.page,
-                    data,
+                    content: Content::Node(p),
                 });
             }
-            cycle.images.push(PageImage {
+            cycle.images.push(CyclePage {
                 file_id: db.file_id,
                 page_no: 0,
-                data: flush.meta.encode(flush.durable_to),
+                content: Content::Encoded(flush.meta.encode(flush.durable_to)),
             });
             cycle.per_file.push(FileCycle {
                 db: db.clone(),
@@ -154,17 +213,7 @@ impl Inner {
         if cycle.per_file.is_empty() {
             return Ok(());
         }
-        let result = self.write_cycle(max_redo, &cycle);
-        let room = KEPT_PAGES.saturating_sub(bufs.pages.len());
-        bufs.pages.extend(
-            cycle
-                .images
-                .into_iter()
-                .chain(cycle.fresh)
-                .take(room)
-                .map(|i| i.data),
-        );
-        match result {
+        match self.write_cycle(bufs, max_redo, &cycle) {
             Ok(()) => {
                 for f in &cycle.per_file {
                     f.db.tree.read().pager().flushed();
@@ -181,7 +230,7 @@ impl Inner {
         }
     }
 
-    fn write_cycle(&self, max_redo: Lsn, cycle: &Cycle) -> Result<()> {
+    fn write_cycle(&self, bufs: &mut CycleBuffers, max_redo: Lsn, cycle: &Cycle) -> Result<()> {
         // The pages may hold changes journaled after the bounds were read
         // (between that read and the tree's lock): everything journaled
         // before they were taken must be durable before any reaches disk.
@@ -192,16 +241,16 @@ impl Inner {
         for f in &cycle.per_file {
             let fresh = &cycle.fresh[f.fresh.clone()];
             if !fresh.is_empty() {
-                self.preserve_for_seeds(&f.db, fresh)?;
-                write_images(&f.db, fresh)?;
+                self.write_to_file(bufs, &f.db, fresh)?;
             }
         }
         let mut wij = self.wij.lock();
-        wij.begin_cycle(&cycle.images)?;
+        let mut phase1 = wij.start_cycle()?;
+        let all: Vec<&CyclePage> = cycle.images.iter().collect();
+        bufs.in_batches(&all, |batch| Ok(phase1.write(batch)?))?;
+        phase1.finish()?;
         for f in &cycle.per_file {
-            let images = &cycle.images[f.images.clone()];
-            self.preserve_for_seeds(&f.db, images)?;
-            write_images(&f.db, images)?;
+            self.write_to_file(bufs, &f.db, &cycle.images[f.images.clone()])?;
         }
         drop(wij);
         tracing::debug!(
@@ -226,6 +275,24 @@ impl Inner {
             })?;
         }
         Ok(())
+    }
+
+    /// Writes `pages` of `db` to its file in page order, a batch at a time
+    /// (each page's old image first kept for a seed copy being read), and
+    /// syncs the file.
+    fn write_to_file(
+        &self,
+        bufs: &mut CycleBuffers,
+        db: &Database,
+        pages: &[CyclePage],
+    ) -> Result<()> {
+        let mut sorted: Vec<&CyclePage> = pages.iter().collect();
+        sorted.sort_by_key(|p| p.page_no);
+        bufs.in_batches(&sorted, |batch| {
+            self.preserve_for_seeds(db, batch)?;
+            write_unsynced(db, batch)
+        })?;
+        sync_file(db)
     }
 
     /// Marks the WIJ clean after the last cycle (a clean shutdown), so the
@@ -368,6 +435,13 @@ impl Inner {
 /// A run of consecutive pages goes in one (vectored) write, straight from
 /// the images' buffers.
 pub(crate) fn write_images(db: &Database, images: &[PageImage]) -> Result<()> {
+    write_unsynced(db, images)?;
+    sync_file(db)
+}
+
+/// Writes `images` to `db`'s file, coalescing runs of consecutive pages;
+/// not synced.
+fn write_unsynced(db: &Database, images: &[PageImage]) -> Result<()> {
     let ctx = || format!("write pages of {}", db.path.display());
     let mut sorted: Vec<&PageImage> = images.iter().collect();
     sorted.sort_by_key(|i| i.page_no);
@@ -388,6 +462,11 @@ pub(crate) fn write_images(db: &Database, images: &[PageImage]) -> Result<()> {
         written.map_err(|e| EngineError::io(ctx(), e))?;
         i = j;
     }
+    Ok(())
+}
+
+fn sync_file(db: &Database) -> Result<()> {
+    let ctx = || format!("sync {}", db.path.display());
     db.file.sync().map_err(|e| EngineError::io(ctx(), e))
 }
 

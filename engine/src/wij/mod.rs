@@ -314,60 +314,26 @@ impl Wij {
     /// the database files): the new header says it is done. Any failure
     /// poisons the WIJ.
     pub fn begin_cycle(&mut self, images: &[PageImage]) -> Result<u64, WijError> {
+        let mut cycle = self.start_cycle()?;
+        cycle.write(images)?;
+        cycle.finish()
+    }
+
+    /// [`Wij::begin_cycle`] in parts, so a caller can encode a large
+    /// cycle's images a batch at a time instead of all at once: the images
+    /// of each [`CycleWriter::write`] follow those of the one before, and
+    /// [`CycleWriter::finish`] syncs them and marks the WIJ `Active`.
+    /// Dropped unfinished, the cycle never happened (the header still
+    /// names the previous one, whose slots these writes do not touch).
+    pub fn start_cycle(&mut self) -> Result<CycleWriter<'_>, WijError> {
         self.check_usable()?;
-        if let Some((index, image)) = images
-            .iter()
-            .enumerate()
-            .find(|(_, i)| i.data.len() != PAGE_SIZE)
-        {
-            return Err(WijError::BadImageSize {
-                path: self.path.clone(),
-                index,
-                len: image.data.len(),
-            });
-        }
-        if u32::try_from(images.len()).is_err() {
-            return Err(WijError::TooManyImages {
-                path: self.path.clone(),
-                count: images.len(),
-            });
-        }
         let cycle = self.header.state.cycle() + 1;
-        // Each slot's header, then the image itself, straight from its
-        // buffer (no copy of the 8 KiB into a batch).
-        let mut heads = Vec::with_capacity(SLOTS_PER_BATCH);
-        for (chunk_no, chunk) in images.chunks(SLOTS_PER_BATCH).enumerate() {
-            let first = chunk_no * SLOTS_PER_BATCH;
-            heads.clear();
-            heads.extend(chunk.iter().enumerate().map(|(i, image)| {
-                SlotHeader {
-                    // Cannot truncate: images.len() fits in u32 (checked above).
-                    index: (first + i) as u32,
-                    cycle,
-                    file_id: image.file_id,
-                    page_no: image.page_no,
-                }
-                .sealed_head(&image.data)
-            }));
-            let parts: Vec<&[u8]> = heads
-                .iter()
-                .zip(chunk)
-                .flat_map(|(head, image)| [&head[..], &image.data[..]])
-                .collect();
-            let what = format!("write images {first}.. of cycle {cycle} to");
-            let offset = format::slot_offset(cycle, first as u64);
-            self.file
-                .write_all_vectored_at(&parts, offset)
-                .map_err(|source| self.poison(&what, Some(offset), source))?;
-        }
-        self.sync(&format!("sync images of cycle {cycle} in"))?;
-        let active = Header {
-            state: WijState::Active { cycle },
-            image_count: images.len() as u64,
-            seq: self.header.seq + 1,
-        };
-        self.write_header(active)?;
-        Ok(cycle)
+        Ok(CycleWriter {
+            wij: self,
+            cycle,
+            count: 0,
+            heads: Vec::with_capacity(SLOTS_PER_BATCH),
+        })
     }
 
     /// After phase 2, when no cycle follows (a clean shutdown, a restore):
@@ -554,6 +520,92 @@ impl Wij {
             self.path.display()
         );
         WijError::Io { context, source }
+    }
+}
+
+/// One cycle's phase 1 in progress (see [`Wij::start_cycle`]).
+pub struct CycleWriter<'w> {
+    wij: &'w mut Wij,
+    cycle: u64,
+    /// Images written so far.
+    count: usize,
+    heads: Vec<[u8; format::SLOT_HEADER_LEN]>,
+}
+
+impl CycleWriter<'_> {
+    /// Writes `images` after those already written, not synced.
+    pub fn write(&mut self, images: &[PageImage]) -> Result<(), WijError> {
+        let wij = &mut *self.wij;
+        if let Some((i, image)) = images
+            .iter()
+            .enumerate()
+            .find(|(_, i)| i.data.len() != PAGE_SIZE)
+        {
+            return Err(WijError::BadImageSize {
+                path: wij.path.clone(),
+                index: self.count + i,
+                len: image.data.len(),
+            });
+        }
+        let total = self.count + images.len();
+        if u32::try_from(total).is_err() {
+            return Err(WijError::TooManyImages {
+                path: wij.path.clone(),
+                count: total,
+            });
+        }
+        let cycle = self.cycle;
+        // Each slot's header, then the image itself, straight from its
+        // buffer (no copy of the 8 KiB into a batch). One write per
+        // stripe: slots are contiguous only within one.
+        let mut rest = images;
+        let mut first = self.count;
+        while !rest.is_empty() {
+            let n = rest.len().min(SLOTS_PER_BATCH - first % SLOTS_PER_BATCH);
+            let (chunk, later) = rest.split_at(n);
+            rest = later;
+            self.heads.clear();
+            self.heads
+                .extend(chunk.iter().enumerate().map(|(i, image)| {
+                    SlotHeader {
+                        // Cannot truncate: the total fits in u32 (checked above).
+                        index: (first + i) as u32,
+                        cycle,
+                        file_id: image.file_id,
+                        page_no: image.page_no,
+                    }
+                    .sealed_head(&image.data)
+                }));
+            let parts: Vec<&[u8]> = self
+                .heads
+                .iter()
+                .zip(chunk)
+                .flat_map(|(head, image)| [&head[..], &image.data[..]])
+                .collect();
+            let what = format!("write images {first}.. of cycle {cycle} to");
+            let offset = format::slot_offset(cycle, first as u64);
+            wij.file
+                .write_all_vectored_at(&parts, offset)
+                .map_err(|source| wij.poison(&what, Some(offset), source))?;
+            first += n;
+        }
+        self.count = total;
+        Ok(())
+    }
+
+    /// Syncs the images written, then marks the WIJ `Active` for this
+    /// cycle. Returns the cycle number.
+    pub fn finish(self) -> Result<u64, WijError> {
+        let cycle = self.cycle;
+        let wij = self.wij;
+        wij.sync(&format!("sync images of cycle {cycle} in"))?;
+        let active = Header {
+            state: WijState::Active { cycle },
+            image_count: self.count as u64,
+            seq: wij.header.seq + 1,
+        };
+        wij.write_header(active)?;
+        Ok(cycle)
     }
 }
 

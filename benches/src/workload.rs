@@ -94,6 +94,30 @@ pub fn rate(ops: u64, elapsed: Duration) -> f64 {
     ops as f64 / elapsed.as_secs_f64().max(1e-9)
 }
 
+/// Starts measuring this process's peak resident memory afresh: gives
+/// mimalloc's free memory back to the OS, then resets the kernel's
+/// high-water mark (`VmHWM`, reset by writing 5 to
+/// `/proc/self/clear_refs`). False where that is not possible.
+pub fn reset_peak_rss() -> bool {
+    redoubt_hub::allocator::release_free_memory();
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+/// This process's peak resident memory since [`reset_peak_rss`]
+/// (`VmHWM` of `/proc/self/status`), in bytes.
+pub fn peak_rss() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse()
+        .ok()?;
+    Some(kib * 1024)
+}
+
 /// Total size of the regular files under `dir`, recursively.
 pub fn dir_bytes(dir: &std::path::Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -146,6 +170,21 @@ mod tests {
         let k = random_key(&mut rng);
         assert!(k.iter().all(|b| b.is_ascii_hexdigit()));
         assert_ne!(k, random_key(&mut rng));
+    }
+
+    #[test]
+    fn peak_rss_sees_memory_touched_after_the_reset() {
+        if !reset_peak_rss() {
+            return; // not Linux, or no /proc
+        }
+        let before = peak_rss().expect("VmHWM where clear_refs exists");
+        let block = vec![1u8; 64 << 20];
+        std::hint::black_box(&block);
+        let after = peak_rss().unwrap();
+        assert!(
+            after >= before + (60 << 20),
+            "peak {after} after touching 64 MiB, {before} before"
+        );
     }
 
     #[test]

@@ -28,6 +28,16 @@ pub const PURGE_DELAY_MS: c_long = 10_000;
 extern "C" {
     fn mi_option_get(option: c_int) -> c_long;
     fn mi_option_set(option: c_int, value: c_long);
+    fn mi_collect(force: bool);
+}
+
+/// Gives the memory mimalloc holds free back to the OS now, whatever the
+/// purge delay (a benchmark does this between runs, so one run's peak
+/// resident memory does not include what an earlier run freed).
+pub fn release_free_memory() {
+    // SAFETY: mi_collect only walks mimalloc's own heaps; it may be
+    // called at any time from any thread.
+    unsafe { mi_collect(true) }
 }
 
 /// Sets mimalloc's purge delay to [`PURGE_DELAY_MS`], unless the

@@ -210,6 +210,15 @@ fn bulk_load(ctx: &Ctx, report: &mut Report) -> Result<()> {
             sqlite.file_bytes as f64 / MIB,
         );
         if let (Some(o), Some(r), Some(s)) = (
+            ours.peak_rss_bytes.max(pipelined.peak_rss_bytes),
+            redb.peak_rss_bytes,
+            sqlite.peak_rss_bytes,
+        ) {
+            let name = format!("{label}: process peak RSS during load");
+            report.compare(&name, o as f64 / MIB, "MiB", Redb::NAME, r as f64 / MIB);
+            report.compare(&name, o as f64 / MIB, "MiB", Sqlite::NAME, s as f64 / MIB);
+        }
+        if let (Some(o), Some(r), Some(s)) = (
             ours.written_per_row,
             redb.written_per_row,
             sqlite.written_per_row,
@@ -264,6 +273,12 @@ fn bulk_load(ctx: &Ctx, report: &mut Report) -> Result<()> {
     report.section_note(
         "resident pool = engine.resident_pages() x 8 KiB, sampled after every transaction \
          (the larger of both ways of committing)",
+    );
+    report.section_note(
+        "process peak RSS: VmHWM of the bench process, reset (after mimalloc gave its free \
+         memory back) before each store is created, read after its last commit; the largest of \
+         the runs (ours: of both ways of committing). It counts everything the process holds: \
+         the pool, the journal's buffers, the allocator's overhead, the binary",
     );
     report.section_note("files after load: after a clean shutdown (ours includes the journal)");
     report.section_note(

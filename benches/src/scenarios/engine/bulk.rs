@@ -48,6 +48,9 @@ pub struct BulkRun {
     /// Bytes handed to write system calls per row during the load (page
     /// writes, journal, write image journal), if the OS tells.
     pub written_per_row: Option<f64>,
+    /// Peak resident memory of the whole process during the load (from
+    /// the store's creation to the last commit), if the OS tells.
+    pub peak_rss_bytes: Option<u64>,
     /// Time of the clean shutdown after the load (deferred flushing).
     pub close: Duration,
     /// Size of the store's files after the shutdown.
@@ -65,6 +68,7 @@ pub fn run<S: Store>(
     cache_bytes: u64,
 ) -> Result<BulkRun> {
     let dir = ctx.fresh_dir(&format!("bulk-{}", S::NAME))?;
+    let measures_rss = workload::reset_peak_rss();
     let store = S::create(
         dir.path(),
         StoreConfig {
@@ -100,6 +104,7 @@ pub fn run<S: Store>(
     }
     writer.finish()?;
     let elapsed = start.elapsed();
+    let peak_rss_bytes = workload::peak_rss().filter(|_| measures_rss);
     let written_per_row = match (written_before, workload::process_written_bytes()) {
         (Some(a), Some(b)) => Some((b - a) as f64 / rows as f64),
         _ => None,
@@ -114,18 +119,22 @@ pub fn run<S: Store>(
         max_resident_bytes: max_resident,
         pool_bound_bytes,
         written_per_row,
+        peak_rss_bytes,
         close,
         file_bytes: workload::dir_bytes(dir.path()),
     })
 }
 
 /// The run of median rate (its other figures with it), except that the
-/// resident pool is the largest any run saw. `runs` is not empty.
+/// resident pool and the process's peak memory are the largest any run
+/// saw. `runs` is not empty.
 pub fn median_run(mut runs: Vec<BulkRun>) -> BulkRun {
     let max_resident = runs.iter().filter_map(|r| r.max_resident_bytes).max();
+    let peak_rss = runs.iter().filter_map(|r| r.peak_rss_bytes).max();
     runs.sort_by(|a, b| a.sets_per_s.total_cmp(&b.sets_per_s));
     let mut mid = runs.swap_remove(runs.len() / 2);
     mid.max_resident_bytes = max_resident;
+    mid.peak_rss_bytes = peak_rss;
     mid
 }
 

@@ -258,6 +258,19 @@ impl Entries {
         }
     }
 
+    /// Appends the cells of `other`, whose keys all sort after these.
+    pub fn append(&mut self, other: &Entries) {
+        let base = self.buf.len();
+        let need = base + other.buf.len();
+        if self.buf.capacity() < need {
+            self.buf.reserve_exact(BUF_CAPACITY.max(need) - base);
+        }
+        self.buf.extend_from_slice(&other.buf);
+        self.offs
+            .extend(other.offs.iter().map(|&o| o + base as u32));
+        self.rebuild();
+    }
+
     /// Splits off the cells from `at` on.
     pub fn split_off(&mut self, at: usize) -> Entries {
         let base = self.offs.get(at).map_or(self.buf.len(), |&o| o as usize);

@@ -941,6 +941,10 @@ impl Tree {
                 }
             }
         }
+        if page == leaf {
+            // Still linked, not empty: perhaps nearly so.
+            self.merge_underfull(&path, leaf, lsn)?;
+        }
         // A root branch with one child gives way to that child.
         loop {
             let root = self.meta.root;
@@ -952,6 +956,55 @@ impl Tree {
             self.meta.root = child;
         }
         Ok(true)
+    }
+
+    /// After a delete left `leaf` (the child the last step of `path`
+    /// took) under [`MERGE_BELOW`] bytes of cells: if a sibling under the
+    /// same parent and it hold at most [`MERGE_UP_TO`] together, the right
+    /// one's cells move to the left one, and the right one leaves the
+    /// tree. Branches are not merged.
+    fn merge_underfull(&mut self, path: &[Step], leaf: u64, lsn: u64) -> Result<()> {
+        let Some(parent) = path.last() else {
+            return Ok(()); // the root
+        };
+        let small = match &*self.pager.get(leaf)? {
+            Node::Leaf(e) => e.bytes().len() < MERGE_BELOW,
+            _ => false,
+        };
+        if !small {
+            return Ok(());
+        }
+        // The left and right pages, and the parent's cell that leads to
+        // the right one (key and child).
+        let (left, right, cell) = match &*self.pager.get(parent.page)? {
+            Node::Branch { entries, .. } if entries.is_empty() => return Ok(()),
+            Node::Branch { first, entries } if parent.child > 0 => (
+                Node::child(*first, entries, parent.child - 1),
+                leaf,
+                parent.child - 1,
+            ),
+            Node::Branch { first, entries } => (leaf, Node::child(*first, entries, 1), 0),
+            _ => return Err(corrupt(parent.page, "expected a branch page")),
+        };
+        let moved = self.pager.get(right)?;
+        let (Node::Leaf(l), Node::Leaf(r)) = (&*self.pager.get(left)?, &*moved) else {
+            return Err(corrupt(parent.page, "a leaf's sibling is not a leaf"));
+        };
+        if l.bytes().len() + r.bytes().len() > MERGE_UP_TO {
+            return Ok(());
+        }
+        self.pager.modify(left, lsn, |n| {
+            if let Node::Leaf(e) = n {
+                e.append(r);
+            }
+        })?;
+        self.pager.modify(parent.page, lsn, |n| {
+            if let Node::Branch { entries, .. } = n {
+                entries.remove(cell);
+            }
+        })?;
+        self.free_page(right);
+        Ok(())
     }
 
     /// Hands the dirty pages and the current meta (stamped with the given
@@ -1174,6 +1227,14 @@ impl Tree {
         Ok(())
     }
 }
+
+/// A leaf with fewer bytes of cells than this after a delete is merged
+/// with a sibling (see [`Tree::merge_underfull`]).
+const MERGE_BELOW: usize = BODY_SIZE / 4;
+/// ... if the two hold at most this many together: the merged leaf keeps
+/// room for a few inserts before it splits again (into halves, each far
+/// above `MERGE_BELOW`).
+const MERGE_UP_TO: usize = BODY_SIZE * 7 / 8;
 
 /// Splits an overfull leaf or branch; returns the separator and the right
 /// half.

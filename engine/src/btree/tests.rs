@@ -215,6 +215,42 @@ fn leaves_hold_about_a_page_of_memory() {
     );
 }
 
+/// Deleting most keys leaves leaves nearly empty; each merges with a
+/// sibling, so the tree shrinks with its data, and stays correct through
+/// more deletes and inserts.
+#[test]
+fn nearly_empty_leaves_merge_with_a_sibling() {
+    let mut tree = Tree::create(file(), 4096, 1, "T");
+    let mut model = BTreeMap::new();
+    for i in 0..20_000u32 {
+        tree.put(&key(i), &[i as u8; 100], 1).unwrap();
+        model.insert(key(i), vec![i as u8; 100]);
+    }
+    let full = tree.check().unwrap().leaves;
+    // Nine keys in ten go, spread over every leaf: none empties.
+    for i in (0..20_000u32).filter(|i| i % 10 != 0) {
+        assert!(tree.delete(&key(i), 2).unwrap());
+        model.remove(&key(i));
+    }
+    let check = tree.check().unwrap();
+    assert_eq!(check.entries, 2_000);
+    assert!(
+        check.leaves * 3 < full,
+        "{} leaves hold a tenth of the {full} leaves' keys",
+        check.leaves
+    );
+    compare(&tree, &model);
+    // Through a flush and a reopen, and inserts that split again.
+    flush(&mut tree);
+    let mut tree = reopen(tree, 64);
+    for i in (0..20_000u32).step_by(3) {
+        tree.put(&key(i), b"again", 3).unwrap();
+        model.insert(key(i), b"again".to_vec());
+    }
+    tree.check().unwrap();
+    compare(&tree, &model);
+}
+
 #[test]
 fn freed_pages_are_reused_after_a_kill() {
     let mut tree = Tree::create(file(), 256, 1, "T");

@@ -15,9 +15,15 @@ use crate::model::{self, Subscript};
 
 type State = BTreeMap<Vec<u8>, Value>;
 
-fn key(rng: &mut StdRng) -> Key {
-    let g = if rng.gen_bool(0.7) { "A" } else { "B" };
-    let mut subs = vec![Subscript::Int(rng.gen_range(0..1500))];
+/// A key of `^A` or `^B` (`^A` only when `thinning`), first subscript
+/// below `space`.
+fn key(rng: &mut StdRng, space: i64, thinning: bool) -> Key {
+    let g = if thinning || rng.gen_bool(0.7) {
+        "A"
+    } else {
+        "B"
+    };
+    let mut subs = vec![Subscript::Int(rng.gen_range(0..space))];
     if rng.gen_bool(0.3) {
         subs.push(Subscript::Str(format!("f{}", rng.gen_range(0..3))));
     }
@@ -75,6 +81,10 @@ fn workload_after(
     pipelined: bool,
 ) -> Vec<State> {
     let mut rng = StdRng::seed_from_u64(seed);
+    // Seeds from THINNING on mostly kill, in the space of the keys
+    // `one_thinning_cut` preloads.
+    let thinning = seed >= THINNING;
+    let (space, kills) = if thinning { (100, 0.97) } else { (1500, 0.1) };
     // A commit not yet acknowledged, and the state it makes.
     let mut pending: Option<(crate::db::PendingCommit, State)> = None;
     let allowed = |acked: State, pending: Option<(_, State)>, next: Option<State>| {
@@ -88,16 +98,16 @@ fn workload_after(
         if rng.gen_bool(0.12) && e.checkpoint().is_err() {
             return allowed(acked, pending, None);
         }
-        let in_txn = rng.gen_bool(0.3);
+        let in_txn = rng.gen_bool(if thinning { 0.8 } else { 0.3 });
         let n = if in_txn { rng.gen_range(1..6) } else { 1 };
         let changes: Vec<Change> = (0..n)
             .map(|_| {
-                if rng.gen_bool(0.1) {
-                    let mut k = key(&mut rng);
+                if rng.gen_bool(kills) {
+                    let mut k = key(&mut rng, space, thinning);
                     k.subs.truncate(1);
                     Change::Kill(k)
                 } else {
-                    Change::Set(key(&mut rng), value(&mut rng))
+                    Change::Set(key(&mut rng, space, thinning), value(&mut rng))
                 }
             })
             .collect();
@@ -322,36 +332,102 @@ fn one_buffered_cut(seed: u64, cut: u64) -> bool {
     let e = open_with(opts);
     let mut s = e.session();
     // About 60 pages of ^A(i,"p"), spread over the keys the workload uses.
-    let mut preloaded = State::new();
-    for chunk in (0..1500i64).collect::<Vec<_>>().chunks(250) {
-        s.tstart().unwrap();
-        for &i in chunk {
-            let key = Key::new("A", vec![Subscript::Int(i), Subscript::Str("p".into())]).unwrap();
-            let value = Value::Str(format!("{i:>250}"));
-            s.set(DB, &key, &value).unwrap();
-            preloaded.insert(key.encode(), value);
-        }
-        s.tcommit().unwrap();
-    }
+    let rows = (0..1500i64).map(|i| {
+        let key = Key::new("A", vec![Subscript::Int(i), Subscript::Str("p".into())]).unwrap();
+        (key, Value::Str(format!("{i:>250}")))
+    });
+    let preloaded = preload(&mut s, rows, 250);
     e.checkpoint().unwrap();
     fs.crash_at_sync(cut);
     let allowed = workload_after(&e, &mut s, seed, 60, preloaded, false);
     let buffered = e.buffered_keys() > 0;
+    let what = format!("keys buffered at the cut: {buffered}");
+    let opts = |img: &SimFs| EngineOptions {
+        cache_pages: 16,
+        ..sim_opts(img)
+    };
+    crash_and_recover(&fs, (e, s), (seed, cut), opts, &allowed, &what);
+    buffered
+}
+
+/// Kills the disk now, drops the engine and its session, and checks a
+/// crash image (see [`recover`]).
+fn crash_and_recover(
+    fs: &SimFs,
+    (e, s): (Engine, crate::db::Session),
+    (seed, cut): (u64, u64),
+    opts: impl Fn(&SimFs) -> EngineOptions,
+    allowed: &[State],
+    what: &str,
+) {
     fs.crash_now();
     drop(s);
     drop(e);
-    recover(
-        &fs,
-        seed,
-        cut,
-        |img| EngineOptions {
-            cache_pages: 16,
-            ..sim_opts(img)
-        },
-        &allowed,
-        &format!("keys buffered at the cut: {buffered}"),
+    recover(fs, seed, cut, opts, allowed, what);
+}
+
+/// Sets `rows`, `per_txn` to a transaction, each committed; the state
+/// they make.
+fn preload(
+    s: &mut crate::db::Session,
+    rows: impl Iterator<Item = (Key, Value)>,
+    per_txn: usize,
+) -> State {
+    let mut state = State::new();
+    let rows: Vec<(Key, Value)> = rows.collect();
+    for chunk in rows.chunks(per_txn) {
+        s.tstart().unwrap();
+        for (key, value) in chunk {
+            s.set(DB, key, value).unwrap();
+            state.insert(key.encode(), value.clone());
+        }
+        s.tcommit().unwrap();
+    }
+    state
+}
+
+/// The first seed of [`workload_after`]'s thinning workload.
+const THINNING: u64 = 5000;
+
+/// The crash images again while leaves thin out: a preloaded database
+/// of about ten leaves whose keys the workload then mostly kills, so that
+/// nearly empty leaves merge with their siblings (`Tree::merge_underfull`)
+/// between the cuts.
+#[test]
+fn crash_images_while_leaves_thin_out_and_merge_keep_the_acknowledged_history() {
+    let (seeds, cuts) = seeds_and_cuts((4, 150), (20, 150));
+    let mut shrank = 0;
+    for seed in THINNING..THINNING + seeds {
+        for cut in (1..=cuts).step_by(3) {
+            shrank += u64::from(one_thinning_cut(seed, cut));
+        }
+    }
+    assert!(
+        shrank > 10,
+        "the tree had lost leaves at only {shrank} cuts"
     );
-    buffered
+}
+
+/// One cut of the test above; whether the tree had fewer leaves at the
+/// cut than after the preload (merged, or, rarely, emptied).
+fn one_thinning_cut(seed: u64, cut: u64) -> bool {
+    let fs = SimFs::new();
+    let e = open_with(sim_opts(&fs));
+    let mut s = e.session();
+    let rows = (0..100i64).map(|i| {
+        let key = Key::new("A", vec![Subscript::Int(i)]).unwrap();
+        (key, Value::Str(format!("{i:>700}")))
+    });
+    let preloaded = preload(&mut s, rows, 100);
+    e.checkpoint().unwrap();
+    let leaves = |e: &Engine| e.check().unwrap()[0].1.leaves;
+    let before = leaves(&e);
+    fs.crash_at_sync(cut);
+    let allowed = workload_after(&e, &mut s, seed, 150, preloaded, false);
+    let shrank = leaves(&e) < before;
+    let what = format!("fewer leaves at the cut: {shrank}");
+    crash_and_recover(&fs, (e, s), (seed, cut), sim_opts, &allowed, &what);
+    shrank
 }
 
 /// (seeds, cut points per seed): `short` by default, `long` with

@@ -26,6 +26,8 @@ pub struct TreeCheck {
 /// reachable exactly once, from the root, as a page of the free list or as
 /// a free page; and no key of the insert buffer in a leaf.
 pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
+    #[cfg(test)]
+    tree.pager.verify_memory();
     let meta = &tree.meta;
     if meta.page_count < 2 {
         return Err(corrupt(
@@ -35,7 +37,7 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
     }
     let file_pages = tree.pager.file().len().unwrap_or(0) / crate::wij::PAGE_SIZE as u64;
     // Pages never written yet are in the pool, or free.
-    let unwritten = (tree.pager.resident() + tree.free.counts().0) as u64;
+    let unwritten = (tree.pager.resident_pages() + tree.free.counts().0) as u64;
     if meta.page_count > file_pages + unwritten + 1 {
         return Err(corrupt(
             0,

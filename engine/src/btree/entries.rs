@@ -110,6 +110,14 @@ impl Entries {
         Ok(e)
     }
 
+    /// Heap bytes these entries hold: the cells' buffer and both indexes,
+    /// as allocated (not as filled).
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity()
+            + self.offs.capacity() * std::mem::size_of::<u32>()
+            + self.hints.capacity() * std::mem::size_of::<u64>()
+    }
+
     /// Bytes allocated for the cells.
     #[cfg(test)]
     pub fn cells_capacity(&self) -> usize {

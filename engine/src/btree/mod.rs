@@ -465,8 +465,7 @@ impl Tree {
 
     /// Tells the pool how much memory the insert buffer holds.
     fn account_buffer(&self) {
-        let pages = self.buffer.memory().div_ceil(crate::wij::PAGE_SIZE);
-        self.pager.set_external(pages);
+        self.pager.set_external(self.buffer.memory());
     }
 
     pub fn meta(&self) -> &Meta {

@@ -182,6 +182,20 @@ impl Node {
         }
     }
 
+    /// Memory the node takes in the buffer pool: the shared allocation
+    /// (`Arc` counts and the node) and what it holds on the heap, as
+    /// allocated. The allocator's rounding to its size classes is not
+    /// counted.
+    pub fn memory(&self) -> usize {
+        let shared = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<Node>();
+        shared
+            + match self {
+                Node::Leaf(e) | Node::Branch { entries: e, .. } => e.heap_bytes(),
+                Node::Overflow { data, .. } => data.capacity(),
+                Node::FreeList { pages, .. } => pages.capacity() * std::mem::size_of::<u64>(),
+            }
+    }
+
     pub fn fits(&self) -> bool {
         self.encoded_len() <= BODY_SIZE
     }

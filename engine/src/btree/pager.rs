@@ -1,5 +1,13 @@
 //! The buffer pool of one database file: decoded pages under a CLOCK
-//! replacement policy, with a bound on the number of pages it holds.
+//! replacement policy, with a bound on the memory they take.
+//!
+//! The bound is configured in pages (`cache_pages`) and enforced in bytes:
+//! `capacity * PAGE_SIZE` bytes of nodes as allocated ([`Node::memory`]:
+//! cells, search indexes, an overflow page's data) plus each slot's own
+//! bookkeeping. A decoded page takes more than its 8 KiB on disk (its
+//! indexes, room to grow), so the pool holds somewhat fewer pages than
+//! `capacity`; counting pages instead let the nodes take up to a third
+//! more memory than configured.
 //!
 //! Invariants:
 //! - a *pinned* page is never evicted: a dirty page (changed since it was
@@ -8,15 +16,17 @@
 //!   and never re-read stale from disk;
 //! - a writer changes a page through `Arc::make_mut`: when the daemon still
 //!   holds the same page, the writer gets a private copy (copy on write), so
-//!   a flush always writes the snapshot it took. Such copies are counted in
-//!   `copies` until the cycle ends: memory in use is `slots + copies`
-//!   pages ([`Pager::resident`]), and the pool makes room for them;
+//!   a flush always writes the snapshot it took. The memory of an image no
+//!   slot shares any more (copied on write, or its page freed) is counted
+//!   in `copy_bytes` until the cycle ends: memory in use is `slot_bytes +
+//!   copy_bytes` ([`Pager::resident`]), and the pool makes room for it;
 //! - memory the tree holds outside the pool (its insert buffer) is counted
-//!   as `external` pages: the bound covers `slots + copies + external`;
-//! - the engine keeps [`Pager::pinned`] (`dirty + in flight + copies +
-//!   external`) under a fraction of the bound by flushing and merging (see
-//!   `db/flush.rs`), so the pool overshoots its bound only if that fraction
-//!   is set near 1.
+//!   as `external` bytes: the bound covers `slot_bytes + copy_bytes +
+//!   external`;
+//! - the engine keeps [`Pager::pinned`] (dirty slots, in-flight images and
+//!   the external bytes) under a fraction of the bound by flushing and
+//!   merging (see `db/flush.rs`), so the pool overshoots its bound only if
+//!   that fraction is set near 1.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -82,6 +92,8 @@ type PageMap<V> = HashMap<u64, V, BuildHasherDefault<PageHasher>>;
 struct Slot {
     page: u64,
     node: Arc<Node>,
+    /// What the slot takes in memory ([`slot_memory`]), as last counted.
+    bytes: usize,
     lsn: u64,
     /// Set by every visit (under the read lock), cleared by the CLOCK hand.
     referenced: AtomicBool,
@@ -89,16 +101,33 @@ struct Slot {
 }
 
 struct Cache {
-    capacity: usize,
+    /// The bound on `slot_bytes + copy_bytes + external`.
+    bound: usize,
     index: PageMap<usize>,
     slots: Vec<Slot>,
     hand: usize,
+    /// Dirty slots.
     dirty: usize,
     in_flight: PageMap<DirtyPage>,
-    /// Pages copied on write while their first image was in flight.
-    copies: usize,
-    /// Pages' worth of memory the tree holds outside the pool.
+    /// Memory of all slots, of the dirty ones, and of the in-flight images.
+    slot_bytes: usize,
+    dirty_bytes: usize,
+    in_flight_bytes: usize,
+    /// Memory of in-flight images no slot shares any more.
+    copy_bytes: usize,
+    /// Bytes the tree holds outside the pool.
     external: usize,
+}
+
+/// What a slot holding `node` takes: the node, the slot, and its entry in
+/// the index.
+fn slot_memory(node: &Node) -> usize {
+    node.memory() + std::mem::size_of::<Slot>() + 2 * std::mem::size_of::<u64>()
+}
+
+/// Bytes as pages' worth of memory, rounded up.
+fn pages_of(bytes: usize) -> usize {
+    bytes.div_ceil(PAGE_SIZE)
 }
 
 /// Readers of resident pages share the lock; loading, changing and
@@ -115,13 +144,16 @@ impl Pager {
         Pager {
             file,
             cache: RwLock::new(Cache {
-                capacity: capacity.max(16),
+                bound: capacity.max(16) * PAGE_SIZE,
                 index: PageMap::default(),
                 slots: Vec::new(),
                 hand: 0,
                 dirty: 0,
                 in_flight: PageMap::default(),
-                copies: 0,
+                slot_bytes: 0,
+                dirty_bytes: 0,
+                in_flight_bytes: 0,
+                copy_bytes: 0,
                 external: 0,
             }),
             capacity: capacity.max(16),
@@ -178,15 +210,11 @@ impl Pager {
         let (mut c, i) = self.resident_slot(page)?;
         *c.slots[i].referenced.get_mut() = true;
         c.count_copy(i);
-        let was_dirty = c.slots[i].dirty;
-        let slot = &mut c.slots[i];
-        let r = f(Arc::make_mut(&mut slot.node));
+        let r = f(Arc::make_mut(&mut c.slots[i].node));
         // An insert buffer's entry can land after later changes of the page.
+        let slot = &mut c.slots[i];
         slot.lsn = slot.lsn.max(lsn);
-        slot.dirty = true;
-        if !was_dirty {
-            c.dirty += 1;
-        }
+        c.recount(i, true);
         c.trim();
         Ok(r)
     }
@@ -226,21 +254,17 @@ impl Pager {
             .get(&from)
             .is_some_and(|d| Arc::ptr_eq(&d.node, &node))
         {
-            c.copies += 1;
+            c.copy_bytes += slot_memory(&node);
         }
         let Some(i) = c.index.remove(&from) else {
             c.insert(to, node, lsn, true);
             return;
         };
         let slot = &mut c.slots[i];
-        let was_dirty = slot.dirty;
         slot.page = to;
         slot.node = node;
         slot.lsn = slot.lsn.max(lsn);
-        slot.dirty = true;
-        if !was_dirty {
-            c.dirty += 1;
-        }
+        c.recount(i, true);
         c.index.insert(to, i);
     }
 
@@ -254,15 +278,7 @@ impl Pager {
         // An in-flight image the slot shared stays in memory without the
         // slot: it counts as a copy until its cycle ends.
         c.count_copy(i);
-        c.index.remove(&page);
-        let gone = c.slots.swap_remove(i);
-        if gone.dirty {
-            c.dirty -= 1;
-        }
-        if i < c.slots.len() {
-            let moved = c.slots[i].page;
-            c.index.insert(moved, i);
-        }
+        c.remove(i);
     }
 
     /// Puts a freshly allocated page into the pool, dirty.
@@ -270,14 +286,10 @@ impl Pager {
         let mut c = self.cache.write();
         if let Some(&i) = c.index.get(&page) {
             c.count_copy(i);
-            let was_dirty = c.slots[i].dirty;
             let slot = &mut c.slots[i];
             slot.node = Arc::new(node);
             slot.lsn = slot.lsn.max(lsn);
-            slot.dirty = true;
-            if !was_dirty {
-                c.dirty += 1;
-            }
+            c.recount(i, true);
             c.trim();
         } else {
             c.insert(page, Arc::new(node), lsn, true);
@@ -295,14 +307,14 @@ impl Pager {
         self.cache.read().dirty
     }
 
-    /// ([`Pager::dirty_count`], [`Pager::pinned`], the external pages)
-    /// under one lock.
+    /// Pages' worth of memory in dirty slots, [`Pager::pinned`], and the
+    /// external pages' worth, under one lock.
     pub fn dirty_and_pinned(&self) -> (usize, usize, usize) {
         let c = self.cache.read();
         (
-            c.dirty,
-            c.dirty + c.in_flight.len() + c.copies + c.external,
-            c.external,
+            pages_of(c.dirty_bytes),
+            pages_of(c.dirty_bytes + c.in_flight_bytes + c.external),
+            pages_of(c.external),
         )
     }
 
@@ -317,27 +329,70 @@ impl Pager {
         sizes.max().unwrap_or(0)
     }
 
-    /// Pages in memory: the pool's slots, copies made on write while a
-    /// cycle holds the original, and the tree's memory outside the pool.
-    pub fn resident(&self) -> usize {
+    /// Recounts the pool's memory from its nodes and panics if the counts
+    /// kept as pages change disagree (a node changed without being
+    /// counted again, or a count that drifted).
+    #[cfg(test)]
+    pub fn verify_memory(&self) {
         let c = self.cache.read();
-        c.slots.len() + c.copies + c.external
+        let fresh = |s: &Slot| slot_memory(&s.node);
+        let all: usize = c.slots.iter().map(fresh).sum();
+        let dirty: usize = c.slots.iter().filter(|s| s.dirty).map(fresh).sum();
+        let flying: usize = c.in_flight.values().map(|d| slot_memory(&d.node)).sum();
+        assert!(
+            c.slots.iter().all(|s| s.bytes == fresh(s)),
+            "a slot's memory is stale"
+        );
+        assert_eq!(c.slot_bytes, all, "memory of the slots");
+        assert_eq!(c.dirty_bytes, dirty, "memory of the dirty slots");
+        assert_eq!(
+            c.dirty,
+            c.slots.iter().filter(|s| s.dirty).count(),
+            "dirty slots"
+        );
+        assert_eq!(c.in_flight_bytes, flying, "memory of the in-flight images");
+        assert!(
+            c.copy_bytes <= c.in_flight_bytes,
+            "copies of in-flight images"
+        );
     }
 
-    /// Sets how many pages' worth of memory the tree holds outside the
-    /// pool; the pool evicts to make room for it.
-    pub fn set_external(&self, pages: usize) {
-        if self.cache.read().external == pages {
+    /// The pool's memory (as [`Pager::resident`], in bytes) and its bound.
+    #[cfg(test)]
+    pub fn memory_and_bound(&self) -> (usize, usize) {
+        let c = self.cache.read();
+        (c.memory(), c.bound)
+    }
+
+    /// Pages' worth of memory in use: the pool's slots, in-flight images
+    /// no slot shares any more, and the tree's memory outside the pool.
+    /// The pool keeps it within [`Pager::capacity`] unless everything is
+    /// pinned.
+    pub fn resident(&self) -> usize {
+        let c = self.cache.read();
+        pages_of(c.memory())
+    }
+
+    /// Pages the pool holds (each page once, whatever its memory).
+    pub fn resident_pages(&self) -> usize {
+        self.cache.read().slots.len()
+    }
+
+    /// Sets how many bytes the tree holds outside the pool; the pool
+    /// evicts to make room for them.
+    pub fn set_external(&self, bytes: usize) {
+        if self.cache.read().external == bytes {
             return;
         }
         let mut c = self.cache.write();
-        c.external = pages;
+        c.external = bytes;
         c.trim();
     }
 
-    /// Memory the pool cannot give back until a flush cycle ends or the
-    /// tree merges its insert buffer: dirty pages, in-flight pages, copies
-    /// of in-flight pages, and the tree's memory outside the pool.
+    /// Pages' worth of memory the pool cannot give back until a flush
+    /// cycle ends or the tree merges its insert buffer: dirty pages,
+    /// in-flight images (including those copied on write or freed), and
+    /// the tree's memory outside the pool.
     pub fn pinned(&self) -> usize {
         self.dirty_and_pinned().1
     }
@@ -360,6 +415,8 @@ impl Pager {
             });
         }
         c.dirty = 0;
+        c.in_flight_bytes += c.dirty_bytes;
+        c.dirty_bytes = 0;
         for d in &out {
             c.in_flight.insert(d.page, d.clone());
         }
@@ -370,7 +427,8 @@ impl Pager {
     pub fn flushed(&self) {
         let mut c = self.cache.write();
         c.in_flight.clear();
-        c.copies = 0;
+        c.in_flight_bytes = 0;
+        c.copy_bytes = 0;
         c.trim();
     }
 
@@ -413,9 +471,50 @@ impl View<'_> {
 }
 
 impl Cache {
+    /// Memory in use, held to `bound`.
+    fn memory(&self) -> usize {
+        self.slot_bytes + self.copy_bytes + self.external
+    }
+
     /// Evicts unpinned pages until the pool is back within its bound.
     fn trim(&mut self) {
-        while self.slots.len() + self.copies + self.external > self.capacity && self.evict_one() {}
+        while self.memory() > self.bound && self.evict_one() {}
+    }
+
+    /// Slot `i`'s node changed (or was replaced): counts its memory again
+    /// and marks it dirty if `dirty`.
+    fn recount(&mut self, i: usize, dirty: bool) {
+        let s = &mut self.slots[i];
+        let (old, new) = (s.bytes, slot_memory(&s.node));
+        let was_dirty = s.dirty;
+        s.bytes = new;
+        s.dirty |= dirty;
+        let is_dirty = s.dirty;
+        self.slot_bytes = self.slot_bytes - old + new;
+        if was_dirty {
+            self.dirty_bytes -= old;
+        }
+        if is_dirty {
+            self.dirty_bytes += new;
+        }
+        if is_dirty && !was_dirty {
+            self.dirty += 1;
+        }
+    }
+
+    /// Removes slot `i` (moving the last slot into its place).
+    fn remove(&mut self, i: usize) -> Slot {
+        let gone = self.slots.swap_remove(i);
+        self.index.remove(&gone.page);
+        self.slot_bytes -= gone.bytes;
+        if gone.dirty {
+            self.dirty -= 1;
+            self.dirty_bytes -= gone.bytes;
+        }
+        if i < self.slots.len() {
+            self.index.insert(self.slots[i].page, i);
+        }
+        gone
     }
 
     /// CLOCK: two sweeps at most; the first unpinned slot not referenced
@@ -433,11 +532,7 @@ impl Cache {
                 *s.referenced.get_mut() = false;
                 continue;
             }
-            let gone = self.slots.swap_remove(i);
-            self.index.remove(&gone.page);
-            if i < self.slots.len() {
-                self.index.insert(self.slots[i].page, i);
-            }
+            self.remove(i);
             // The slot moved into `i` has not been looked at this sweep.
             self.hand = i;
             return true;
@@ -452,12 +547,13 @@ impl Cache {
     }
 
     /// Slot `i` is about to be changed or replaced: if it still shares its
-    /// node with the in-flight image, the change makes a second copy.
+    /// node with the in-flight image, that image now takes memory of its
+    /// own until its cycle ends.
     fn count_copy(&mut self, i: usize) {
         let s = &self.slots[i];
         if let Some(d) = self.in_flight.get(&s.page) {
             if Arc::ptr_eq(&d.node, &s.node) {
-                self.copies += 1;
+                self.copy_bytes += s.bytes;
             }
         }
     }
@@ -474,19 +570,23 @@ impl Cache {
     }
 
     fn insert(&mut self, page: u64, node: Arc<Node>, lsn: u64, dirty: bool) {
+        let bytes = slot_memory(&node);
+        // Make room; if everything is pinned, overshoot until the next
+        // flush cycle.
+        while self.memory() + bytes > self.bound && self.evict_one() {}
         let slot = Slot {
             page,
             node,
+            bytes,
             lsn,
             referenced: AtomicBool::new(true),
             dirty,
         };
+        self.slot_bytes += bytes;
         if dirty {
             self.dirty += 1;
+            self.dirty_bytes += bytes;
         }
-        // Make room; if everything is pinned, overshoot until the next
-        // flush cycle.
-        while self.slots.len() + self.copies + self.external >= self.capacity && self.evict_one() {}
         self.index.insert(page, self.slots.len());
         self.slots.push(slot);
     }

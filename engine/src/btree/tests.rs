@@ -200,9 +200,7 @@ fn leaves_hold_about_a_page_of_memory() {
     let mut tree = Tree::create(file(), 4096, 1, "T");
     let mut x = 1u64;
     for _ in 0..20_000u32 {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
+        x = next_random(x);
         let value = vec![1; 100 + (x >> 58) as usize];
         tree.put(format!("k{:016x}", x >> 8).as_bytes(), &value, 1)
             .unwrap();
@@ -212,6 +210,41 @@ fn leaves_hold_about_a_page_of_memory() {
     assert!(
         most <= page::BODY_SIZE + largest_cell,
         "a random load left a leaf of {most} bytes"
+    );
+}
+
+/// The next number of a 64-bit linear congruential sequence (Knuth's
+/// MMIX constants): random enough to scatter keys, with no dependency.
+fn next_random(x: u64) -> u64 {
+    x.wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407)
+}
+
+/// The pool's bound is on memory, not on a count of pages: a decoded
+/// leaf takes more than its 8 KiB (its indexes, room for the next cell),
+/// so a pool of 64 pages' worth holds fewer than 64 pages, and what its
+/// nodes allocated stays within 64 x 8 KiB.
+#[test]
+fn the_pool_holds_its_bound_in_bytes() {
+    let mut tree = Tree::create(file(), 64, 1, "T");
+    let mut x = 7u64;
+    for i in 0..20_000u32 {
+        x = next_random(x);
+        tree.put(format!("k{:016x}", x >> 8).as_bytes(), &[3; 100], 1)
+            .unwrap();
+        if i % 250 == 249 {
+            flush(&mut tree);
+            tree.check().unwrap(); // also recounts the pool's memory
+            let (memory, bound) = tree.pager().memory_and_bound();
+            assert_eq!(bound, 64 * PAGE_SIZE);
+            assert!(memory <= bound, "{memory} bytes in a pool of {bound}");
+        }
+    }
+    let pages = tree.pager().resident_pages();
+    assert!(tree.check().unwrap().leaves > 4 * 64);
+    assert!(
+        (40..64).contains(&pages),
+        "{pages} pages resident in 64 pages' worth of memory"
     );
 }
 
@@ -482,14 +515,15 @@ fn pages_freed_while_their_images_are_in_flight_still_count_in_memory() {
             .unwrap();
     }
     let f = tree.take_flush(0, 0);
-    let in_flight = f.pages.len();
-    assert!(in_flight > 50, "{in_flight} pages in flight");
+    assert!(f.pages.len() > 50, "{} pages in flight", f.pages.len());
+    let images: usize = f.pages.iter().map(|d| d.node.memory()).sum();
     for i in 0..3000 {
         assert!(tree.delete(&key(i), 2).unwrap());
     }
+    let in_flight = images / crate::wij::PAGE_SIZE;
     assert!(
         tree.pager().resident() >= in_flight,
-        "{} resident with {in_flight} images in flight",
+        "{} pages' worth resident with {in_flight} pages' worth of images in flight",
         tree.pager().resident()
     );
     write_flush(&tree, f);

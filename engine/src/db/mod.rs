@@ -70,8 +70,9 @@ pub const MAX_VALUE: usize = 16 << 20;
 pub struct PoolStats {
     /// The bound: `cache_pages` for each database.
     pub capacity_pages: u64,
-    /// Pages held, counting the memory of insert buffers and key filters
-    /// (which share the bound) as pages.
+    /// Memory held, in 8 KiB pages' worth: the pages' nodes as allocated
+    /// (a decoded page takes more than its 8 KiB on disk), insert buffers
+    /// and key filters (which share the bound).
     pub resident_pages: u64,
     /// Pages changed since the flush cycle that last wrote them.
     pub dirty_pages: u64,
@@ -83,7 +84,9 @@ pub struct PoolStats {
 pub struct EngineOptions {
     /// The file system: the OS, or a simulation in tests.
     pub vfs: Arc<dyn Vfs>,
-    /// Buffer pool bound per database, in 8 KiB pages.
+    /// Buffer pool bound per database, in 8 KiB pages' worth of memory
+    /// (enforced in bytes: a decoded page takes more than 8 KiB, so the
+    /// pool holds somewhat fewer pages than this).
     pub cache_pages: usize,
     /// A database's dirty-page budget as a fraction of its pool (see
     /// `Inner::throttle`: the write daemon is woken at half of it, writers
@@ -372,7 +375,8 @@ impl Engine {
         stats
     }
 
-    /// Pages resident in each database's buffer pool (for memory checks).
+    /// Memory held by the databases' buffer pools, in 8 KiB pages' worth
+    /// (see [`PoolStats::resident_pages`]; for memory checks).
     pub fn resident_pages(&self) -> usize {
         self.inner
             .dbs

@@ -432,7 +432,9 @@ fn throttle_replay(
     applier: &Applier,
     limit: usize,
 ) -> Result<()> {
-    if db.tree.read().pager().dirty_count() <= limit.max(8) {
+    // Pinned memory, not a count of dirty pages: a decoded page takes
+    // more than a page of the bound.
+    if db.tree.read().pager().pinned() <= limit.max(8) {
         return Ok(());
     }
     // Replaying the record at `lsn` again is harmless; resume there.

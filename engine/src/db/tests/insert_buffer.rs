@@ -684,7 +684,15 @@ fn a_merge_that_cannot_read_a_leaf_leaves_its_keys_readable() {
 #[test]
 fn pool_stats_show_the_bound_the_dirty_pages_and_the_buffered_keys() {
     let fs = SimFs::new();
-    let (e, _s, _r) = preloaded(&fs, 5);
+    let (e, mut s, r) = preloaded(&fs, 5);
+    // The load may have ended with a flush: change a few stored keys so
+    // some pages are dirty whatever it did.
+    let stored = (0..SPACE)
+        .map(|i| Key::new("A", vec![Subscript::Int(i)]).unwrap())
+        .filter(|k| r.map.contains_key(&k.encode()));
+    for key in stored.take(10) {
+        s.set(DB, &key, &Value::Int(1)).unwrap();
+    }
     let before = e.pool_stats();
     assert_eq!(before.capacity_pages, 32);
     assert!(before.resident_pages <= 32, "{before:?}");

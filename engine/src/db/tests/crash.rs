@@ -468,3 +468,81 @@ fn recover(
         .unwrap_or_else(|err| panic!("seed {seed} cut {cut}: {err}"));
     (e, img)
 }
+
+/// The crash images again with flush cycles that write dozens of page
+/// images through the WIJ, so that each cycle's images span several WIJ
+/// stripes (five slots each in tests, see `wij/format.rs`) and are encoded
+/// in several batches: a database whose long keys make a tree of a few
+/// dozen branch pages, updated at random all over, a few transactions per
+/// cycle (the other crash tests' trees have one or two branches, and
+/// their cycles fit in one stripe).
+#[test]
+fn crash_images_of_cycles_spanning_wij_stripes_keep_the_acknowledged_history() {
+    let base = SimFs::new();
+    let e = open_with(wide_opts(&base));
+    let rows = (0..WIDE_ROWS).map(|i| (wide_key(i), Value::Int(i)));
+    let preloaded = preload(&mut e.session(), rows, 400);
+    let branches = e.check().unwrap()[0].1.branches;
+    assert!(branches > 15, "{branches} branch pages");
+    e.close().unwrap();
+    // A run syncs 33 times (three cycles, six commits): every cut.
+    let (seeds, cuts) = seeds_and_cuts((2, 34), (12, 34));
+    for seed in 0..seeds {
+        for cut in 1..=cuts {
+            // The closed engine's files, as they are.
+            let fs = base.crash_image_with(crate::storage::sim::CrashFate::KeepAll);
+            one_wide_cut(fs, preloaded.clone(), 7000 + seed, cut);
+        }
+    }
+}
+
+const WIDE_ROWS: i64 = 1200;
+
+/// The key of row `i` of [`one_wide_cut`]: about a kilobyte, so that a
+/// branch page holds eight.
+fn wide_key(i: i64) -> Key {
+    Key::new("C", vec![Subscript::Str(format!("{i:0>990}"))]).unwrap()
+}
+
+fn wide_opts(fs: &SimFs) -> EngineOptions {
+    EngineOptions {
+        cache_pages: 1024,
+        ..sim_opts(fs)
+    }
+}
+
+fn one_wide_cut(fs: SimFs, mut acked: State, seed: u64, cut: u64) {
+    let e = open_with(wide_opts(&fs));
+    let mut s = e.session();
+    fs.crash_at_sync(cut);
+    let mut rng = StdRng::seed_from_u64(seed);
+    let mut allowed = None;
+    'work: for _cycle in 0..3 {
+        for _txn in 0..2 {
+            let mut next = acked.clone();
+            let done = (|| -> crate::error::Result<()> {
+                s.tstart()?;
+                for _ in 0..60 {
+                    let key = wide_key(rng.gen_range(0..WIDE_ROWS));
+                    let value = Value::Int(rng.gen_range(0..1_000_000));
+                    s.set(DB, &key, &value)?;
+                    next.insert(key.encode(), value);
+                }
+                s.tcommit()
+            })();
+            match done {
+                Ok(()) => acked = next,
+                Err(_) => {
+                    allowed = Some(vec![acked.clone(), next]);
+                    break 'work;
+                }
+            }
+        }
+        if e.checkpoint().is_err() {
+            break;
+        }
+    }
+    let allowed = allowed.unwrap_or_else(|| vec![acked]);
+    let what = "cycles spanning WIJ stripes";
+    crash_and_recover(&fs, (e, s), (seed, cut), wide_opts, &allowed, what);
+}

@@ -282,11 +282,16 @@ impl Journal {
                 .vfs
                 .remove(&path)
                 .map_err(|e| JournalError::io(format!("remove journal segment {name}"), e))?;
-        }
-        if bytes > 0 {
+            // Each removal is durable before the next: a crash mid-purge
+            // leaves the oldest segments removed and a contiguous run
+            // after them, never a run with a hole (directory entries not
+            // yet synced may survive in any subset), which recovery would
+            // rightly refuse as a journal that does not continue.
             inner.vfs.sync_dir(&inner.dir).map_err(|e| {
                 JournalError::io(format!("sync journal folder {}", inner.dir.display()), e)
             })?;
+        }
+        if bytes > 0 {
             info!(before = %lsn, bytes, "purged journal segments");
         }
         Ok(bytes)
@@ -310,12 +315,15 @@ impl Journal {
             .filter(|p| parse_segment_file_name(&display_name(p)).is_some())
             .collect();
         old.sort();
+        // Newest first, each removal durable before the next (as in
+        // `purge_before`): a crash leaves the oldest segments, a run
+        // without a hole, which opens.
         for path in old.iter().rev() {
             vfs.remove(path)
                 .map_err(io(format!("remove journal segment {}", path.display())))?;
+            vfs.sync_dir(dir)
+                .map_err(io(format!("sync journal folder {}", dir.display())))?;
         }
-        vfs.sync_dir(dir)
-            .map_err(io(format!("sync journal folder {}", dir.display())))?;
         create_segment(&*vfs, dir, SegmentHeader { start, prev_crc }).map_err(io(format!(
             "create journal segment at lsn {start} in {}",
             dir.display()

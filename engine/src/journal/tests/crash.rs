@@ -282,3 +282,43 @@ fn crash_images_with_records_written_ahead_of_their_commits() {
         "no crash image had a torn tail: the test does not test recovery"
     );
 }
+
+/// A purge cut at any of its syncs (one per segment removed) leaves a
+/// journal that opens, whatever the crash image kept of the removals not
+/// yet synced, and that holds every record from the purge position on:
+/// the segments not removed yet form a run without a hole. (With one
+/// folder sync after all removals, an image could keep an old segment
+/// and lose the ones after it, and open refused the hole.)
+#[test]
+fn a_purge_cut_at_any_sync_leaves_a_journal_that_opens() {
+    let dir = sim_dir();
+    let opts = super::small_opts();
+    let base = SimFs::new();
+    let (j, _) = Journal::open(Arc::new(base.clone()), &dir, opts, Lsn::ZERO).unwrap();
+    let recs: Vec<Record> = (0..300).map(|i| tagged(1, i, 80)).collect();
+    let positions = super::append_all(&j, &recs);
+    let segments = j.segments();
+    assert!(segments.len() >= 6, "{} segments", segments.len());
+    drop(j);
+    // Keep the last two segments.
+    let keep = segments[segments.len() - 2].0;
+    let kept = positions.iter().position(|p| p.0 >= keep).unwrap();
+    let seeds = if long_tests() { 40 } else { 8 };
+    for cut in 1..=segments.len() as u64 {
+        for seed in 0..seeds {
+            let sim = base.crash_image_with(CrashFate::KeepAll);
+            let (j, _) = Journal::open(Arc::new(sim.clone()), &dir, opts, Lsn::ZERO).unwrap();
+            sim.crash_at_sync(cut);
+            let _ = j.purge_before(keep);
+            drop(j);
+            let image = sim.crash_image(seed);
+            let (j, _) = Journal::open(Arc::new(image), &dir, opts, keep)
+                .unwrap_or_else(|e| panic!("cut {cut} seed {seed}: {e}"));
+            let held = read_all(&j);
+            assert!(held.first().unwrap().0 <= keep, "cut {cut} seed {seed}");
+            let from = held.iter().position(|r| r.0 == keep).unwrap();
+            let got: Vec<Record> = held[from..].iter().map(|r| r.1.clone()).collect();
+            assert_eq!(got, recs[kept..].to_vec(), "cut {cut} seed {seed}");
+        }
+    }
+}

@@ -940,10 +940,9 @@ impl Tree {
                 }
             }
         }
-        if page == leaf {
-            // Still linked, not empty: perhaps nearly so.
-            self.merge_underfull(&path, leaf, lsn)?;
-        }
+        // The leaf, if still linked, or the branch that lost a child to
+        // the unlinking: perhaps nearly empty.
+        self.merge_underfull(&path, page, lsn)?;
         // A root branch with one child gives way to that child.
         loop {
             let root = self.meta.root;
@@ -957,45 +956,60 @@ impl Tree {
         Ok(true)
     }
 
-    /// After a delete left `leaf` (the child the last step of `path`
-    /// took) under [`MERGE_BELOW`] bytes of cells: if a sibling under the
-    /// same parent and it hold at most [`MERGE_UP_TO`] together, the right
-    /// one's cells move to the left one, and the right one leaves the
-    /// tree. Branches are not merged.
-    fn merge_underfull(&mut self, path: &[Step], leaf: u64, lsn: u64) -> Result<()> {
-        let Some(parent) = path.last() else {
+    /// After a delete left `page` (the child the last step of `path`
+    /// took: a leaf, or a branch that lost a cell to a merge below) under
+    /// [`MERGE_BELOW`] bytes of cells: if a sibling under the same parent
+    /// and it hold at most [`MERGE_UP_TO`] together, the right one's cells
+    /// move to the left one (for branches, behind the parent's separator
+    /// pointing at the right one's first child), and the right one leaves
+    /// the tree. The parent lost a cell: it may merge in turn, up to the
+    /// root's children (a root left with one child gives way to it, see
+    /// `delete_at`).
+    fn merge_underfull(&mut self, path: &[Step], page: u64, lsn: u64) -> Result<()> {
+        let Some((parent, above)) = path.split_last() else {
             return Ok(()); // the root
         };
-        let small = match &*self.pager.get(leaf)? {
-            Node::Leaf(e) => e.bytes().len() < MERGE_BELOW,
+        let small = match &*self.pager.get(page)? {
+            Node::Leaf(e) | Node::Branch { entries: e, .. } => e.bytes().len() < MERGE_BELOW,
             _ => false,
         };
         if !small {
             return Ok(());
         }
         // The left and right pages, and the parent's cell that leads to
-        // the right one (key and child).
-        let (left, right, cell) = match &*self.pager.get(parent.page)? {
+        // the right one (separator and child).
+        let (left, right, cell, sep) = match &*self.pager.get(parent.page)? {
             Node::Branch { entries, .. } if entries.is_empty() => return Ok(()),
-            Node::Branch { first, entries } if parent.child > 0 => (
-                Node::child(*first, entries, parent.child - 1),
-                leaf,
-                parent.child - 1,
-            ),
-            Node::Branch { first, entries } => (leaf, Node::child(*first, entries, 1), 0),
+            Node::Branch { first, entries } => {
+                let cell = parent.child.saturating_sub(1);
+                let (left, right) = if parent.child > 0 {
+                    (Node::child(*first, entries, cell), page)
+                } else {
+                    (page, Node::child(*first, entries, 1))
+                };
+                (left, right, cell, entries.key(cell).to_vec())
+            }
             _ => return Err(corrupt(parent.page, "expected a branch page")),
         };
         let moved = self.pager.get(right)?;
-        let (Node::Leaf(l), Node::Leaf(r)) = (&*self.pager.get(left)?, &*moved) else {
-            return Err(corrupt(parent.page, "a leaf's sibling is not a leaf"));
+        let fits = match (&*self.pager.get(left)?, &*moved) {
+            (Node::Leaf(l), Node::Leaf(r)) => l.bytes().len() + r.bytes().len() <= MERGE_UP_TO,
+            (Node::Branch { entries: l, .. }, Node::Branch { first, entries: r }) => {
+                let joint = Entries::cell_len_of(&sep, &[&first.to_le_bytes()]);
+                8 + l.bytes().len() + joint + r.bytes().len() <= MERGE_UP_TO
+            }
+            _ => return Err(corrupt(parent.page, "siblings of different kinds")),
         };
-        if l.bytes().len() + r.bytes().len() > MERGE_UP_TO {
+        if !fits {
             return Ok(());
         }
-        self.pager.modify(left, lsn, |n| {
-            if let Node::Leaf(e) = n {
-                e.append(r);
+        self.pager.modify(left, lsn, |n| match (n, &*moved) {
+            (Node::Leaf(l), Node::Leaf(r)) => l.append(r),
+            (Node::Branch { entries: l, .. }, Node::Branch { first, entries: r }) => {
+                l.insert(l.len(), &sep, &[&first.to_le_bytes()]);
+                l.append(r);
             }
+            _ => unreachable!("both kinds checked above"),
         })?;
         self.pager.modify(parent.page, lsn, |n| {
             if let Node::Branch { entries, .. } = n {
@@ -1003,7 +1017,7 @@ impl Tree {
             }
         })?;
         self.free_page(right);
-        Ok(())
+        self.merge_underfull(above, parent.page, lsn)
     }
 
     /// Hands the dirty pages and the current meta (stamped with the given
@@ -1227,8 +1241,8 @@ impl Tree {
     }
 }
 
-/// A leaf with fewer bytes of cells than this after a delete is merged
-/// with a sibling (see [`Tree::merge_underfull`]).
+/// A leaf or branch with fewer bytes of cells than this after a delete is
+/// merged with a sibling (see [`Tree::merge_underfull`]).
 const MERGE_BELOW: usize = BODY_SIZE / 4;
 /// ... if the two hold at most this many together: the merged leaf keeps
 /// room for a few inserts before it splits again (into halves, each far

@@ -274,14 +274,55 @@ fn nearly_empty_leaves_merge_with_a_sibling() {
     );
     compare(&tree, &model);
     // Through a flush and a reopen, and inserts that split again.
+    reopen_and_put_again(tree, model, (0..20_000u32).step_by(3).map(key));
+}
+
+/// Flushes and reopens a thinned-out `tree`, puts `keys` again, and checks
+/// it against `model`.
+fn reopen_and_put_again(
+    mut tree: Tree,
+    mut model: BTreeMap<Vec<u8>, Vec<u8>>,
+    keys: impl Iterator<Item = Vec<u8>>,
+) {
     flush(&mut tree);
     let mut tree = reopen(tree, 64);
-    for i in (0..20_000u32).step_by(3) {
-        tree.put(&key(i), b"again", 3).unwrap();
-        model.insert(key(i), b"again".to_vec());
+    for k in keys {
+        tree.put(&k, b"again", 3).unwrap();
+        model.insert(k, b"again".to_vec());
     }
     tree.check().unwrap();
     compare(&tree, &model);
+}
+
+/// Long keys make branches of a few dozen cells; deleting most keys
+/// merges leaves, which thins their branches, which merge too (and a root
+/// left with one child gives way to it).
+#[test]
+fn nearly_empty_branches_merge_with_a_sibling() {
+    let long = |i: u32| format!("{i:0>200}").into_bytes();
+    let mut tree = Tree::create(file(), 4096, 1, "T");
+    let mut model = BTreeMap::new();
+    for i in 0..30_000u32 {
+        tree.put(&long(i), &i.to_le_bytes(), 1).unwrap();
+        model.insert(long(i), i.to_le_bytes().to_vec());
+    }
+    let full = tree.check().unwrap();
+    assert!(full.branches > 20, "{full:?}");
+    for i in (0..30_000u32).filter(|i| i % 50 != 0) {
+        assert!(tree.delete(&long(i), 2).unwrap());
+        model.remove(&long(i));
+    }
+    let thin = tree.check().unwrap();
+    assert_eq!(thin.entries, 600);
+    assert!(
+        thin.branches * 5 < full.branches,
+        "{} branches left of {}",
+        thin.branches,
+        full.branches
+    );
+    assert!(thin.depth < full.depth, "{thin:?} after {full:?}");
+    compare(&tree, &model);
+    reopen_and_put_again(tree, model, (0..30_000u32).step_by(7).map(long));
 }
 
 #[test]

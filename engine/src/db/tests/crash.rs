@@ -478,27 +478,59 @@ fn recover(
 /// their cycles fit in one stripe).
 #[test]
 fn crash_images_of_cycles_spanning_wij_stripes_keep_the_acknowledged_history() {
+    wide_cuts(7000, false);
+}
+
+/// The crash images again while a tree of a few dozen branches loses
+/// nine keys in ten: leaves merge, the branches above them thin out and
+/// merge too, and the tree loses a level (the thinning test above has a
+/// single branch).
+#[test]
+fn crash_images_while_branches_thin_out_and_merge_keep_the_acknowledged_history() {
+    wide_cuts(8000, true);
+}
+
+/// Every cut of the wide workload ([`wide_workload`]) on a copy of one
+/// preloaded database.
+fn wide_cuts(first_seed: u64, thin: bool) {
     let base = SimFs::new();
     let e = open_with(wide_opts(&base));
     let rows = (0..WIDE_ROWS).map(|i| (wide_key(i), Value::Int(i)));
     let preloaded = preload(&mut e.session(), rows, 400);
-    let branches = e.check().unwrap()[0].1.branches;
-    assert!(branches > 15, "{branches} branch pages");
+    let before = e.check().unwrap()[0].1.clone();
+    assert!(before.branches > 15, "{before:?}");
     e.close().unwrap();
-    // A run syncs 33 times (three cycles, six commits): every cut.
+    // The closed engine's files, as they are.
+    let copy = || base.crash_image_with(crate::storage::sim::CrashFate::KeepAll);
+    // Uncut, the workload does what it is for.
+    let e = open_with(wide_opts(&copy()));
+    wide_workload(&e, &mut e.session(), preloaded.clone(), first_seed, thin);
+    let after = e.check().unwrap()[0].1.clone();
+    if thin {
+        assert!(
+            after.branches * 3 < before.branches && after.depth < before.depth,
+            "{after:?} after {before:?}"
+        );
+    }
+    drop(e);
+    // A run syncs about 33 times (three cycles, six commits): every cut.
     let (seeds, cuts) = seeds_and_cuts((2, 34), (12, 34));
-    for seed in 0..seeds {
+    for seed in first_seed..first_seed + seeds {
         for cut in 1..=cuts {
-            // The closed engine's files, as they are.
-            let fs = base.crash_image_with(crate::storage::sim::CrashFate::KeepAll);
-            one_wide_cut(fs, preloaded.clone(), 7000 + seed, cut);
+            let fs = copy();
+            let e = open_with(wide_opts(&fs));
+            let mut s = e.session();
+            fs.crash_at_sync(cut);
+            let allowed = wide_workload(&e, &mut s, preloaded.clone(), seed, thin);
+            let what = format!("wide keys, thinning: {thin}");
+            crash_and_recover(&fs, (e, s), (seed, cut), wide_opts, &allowed, &what);
         }
     }
 }
 
 const WIDE_ROWS: i64 = 1200;
 
-/// The key of row `i` of [`one_wide_cut`]: about a kilobyte, so that a
+/// The key of row `i` of [`wide_workload`]: about a kilobyte, so that a
 /// branch page holds eight.
 fn wide_key(i: i64) -> Key {
     Key::new("C", vec![Subscript::Str(format!("{i:0>990}"))]).unwrap()
@@ -511,38 +543,47 @@ fn wide_opts(fs: &SimFs) -> EngineOptions {
     }
 }
 
-fn one_wide_cut(fs: SimFs, mut acked: State, seed: u64, cut: u64) {
-    let e = open_with(wide_opts(&fs));
-    let mut s = e.session();
-    fs.crash_at_sync(cut);
+/// Three flush cycles of two transactions each over the preloaded wide
+/// rows (`acked`): 60 SETs of random rows each, or, when `thin`, the
+/// KILL of nine rows in ten of the transaction's sixth of the rows. The
+/// states a crash image may hold.
+fn wide_workload(
+    e: &Engine,
+    s: &mut crate::db::Session,
+    mut acked: State,
+    seed: u64,
+    thin: bool,
+) -> Vec<State> {
     let mut rng = StdRng::seed_from_u64(seed);
-    let mut allowed = None;
-    'work: for _cycle in 0..3 {
-        for _txn in 0..2 {
-            let mut next = acked.clone();
-            let done = (|| -> crate::error::Result<()> {
-                s.tstart()?;
+    let region = WIDE_ROWS / 6;
+    for txn in 0..6 {
+        let mut next = acked.clone();
+        let done = (|| -> crate::error::Result<()> {
+            s.tstart()?;
+            if thin {
+                let rows = txn * region..(txn + 1) * region;
+                for i in rows.filter(|i| i % 10 != 0) {
+                    let key = wide_key(i);
+                    s.kill(DB, &key)?;
+                    next.remove(&key.encode());
+                }
+            } else {
                 for _ in 0..60 {
                     let key = wide_key(rng.gen_range(0..WIDE_ROWS));
                     let value = Value::Int(rng.gen_range(0..1_000_000));
                     s.set(DB, &key, &value)?;
                     next.insert(key.encode(), value);
                 }
-                s.tcommit()
-            })();
-            match done {
-                Ok(()) => acked = next,
-                Err(_) => {
-                    allowed = Some(vec![acked.clone(), next]);
-                    break 'work;
-                }
             }
+            s.tcommit()
+        })();
+        match done {
+            Ok(()) => acked = next,
+            Err(_) => return vec![acked, next],
         }
-        if e.checkpoint().is_err() {
+        if txn % 2 == 1 && e.checkpoint().is_err() {
             break;
         }
     }
-    let allowed = allowed.unwrap_or_else(|| vec![acked]);
-    let what = "cycles spanning WIJ stripes";
-    crash_and_recover(&fs, (e, s), (seed, cut), wide_opts, &allowed, what);
+    vec![acked]
 }

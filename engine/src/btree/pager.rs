@@ -93,12 +93,15 @@ struct Slot {
     page: u64,
     node: Arc<Node>,
     /// What the slot takes in memory ([`slot_memory`]), as last counted.
-    bytes: usize,
+    /// A `u32` keeps a slot at 32 bytes: point reads walk the slots.
+    bytes: u32,
     lsn: u64,
     /// Set by every visit (under the read lock), cleared by the CLOCK hand.
     referenced: AtomicBool,
     dirty: bool,
 }
+
+const _: () = assert!(std::mem::size_of::<Slot>() == 32);
 
 struct Cache {
     /// The bound on `slot_bytes + copy_bytes + external`.
@@ -123,6 +126,17 @@ struct Cache {
 /// the index.
 fn slot_memory(node: &Node) -> usize {
     node.memory() + std::mem::size_of::<Slot>() + 2 * std::mem::size_of::<u64>()
+}
+
+/// A slot's memory as stored in the slot (a node never takes 4 GiB).
+fn slot_bytes(bytes: usize) -> u32 {
+    u32::try_from(bytes).expect("a node of less than 4 GiB")
+}
+
+impl Slot {
+    fn bytes(&self) -> usize {
+        self.bytes as usize
+    }
 }
 
 /// Bytes as pages' worth of memory, rounded up.
@@ -340,7 +354,7 @@ impl Pager {
         let dirty: usize = c.slots.iter().filter(|s| s.dirty).map(fresh).sum();
         let flying: usize = c.in_flight.values().map(|d| slot_memory(&d.node)).sum();
         assert!(
-            c.slots.iter().all(|s| s.bytes == fresh(s)),
+            c.slots.iter().all(|s| s.bytes() == fresh(s)),
             "a slot's memory is stale"
         );
         assert_eq!(c.slot_bytes, all, "memory of the slots");
@@ -485,9 +499,9 @@ impl Cache {
     /// and marks it dirty if `dirty`.
     fn recount(&mut self, i: usize, dirty: bool) {
         let s = &mut self.slots[i];
-        let (old, new) = (s.bytes, slot_memory(&s.node));
+        let (old, new) = (s.bytes(), slot_memory(&s.node));
         let was_dirty = s.dirty;
-        s.bytes = new;
+        s.bytes = slot_bytes(new);
         s.dirty |= dirty;
         let is_dirty = s.dirty;
         self.slot_bytes = self.slot_bytes - old + new;
@@ -506,10 +520,10 @@ impl Cache {
     fn remove(&mut self, i: usize) -> Slot {
         let gone = self.slots.swap_remove(i);
         self.index.remove(&gone.page);
-        self.slot_bytes -= gone.bytes;
+        self.slot_bytes -= gone.bytes();
         if gone.dirty {
             self.dirty -= 1;
-            self.dirty_bytes -= gone.bytes;
+            self.dirty_bytes -= gone.bytes();
         }
         if i < self.slots.len() {
             self.index.insert(self.slots[i].page, i);
@@ -553,7 +567,7 @@ impl Cache {
         let s = &self.slots[i];
         if let Some(d) = self.in_flight.get(&s.page) {
             if Arc::ptr_eq(&d.node, &s.node) {
-                self.copy_bytes += s.bytes;
+                self.copy_bytes += s.bytes();
             }
         }
     }
@@ -577,7 +591,7 @@ impl Cache {
         let slot = Slot {
             page,
             node,
-            bytes,
+            bytes: slot_bytes(bytes),
             lsn,
             referenced: AtomicBool::new(true),
             dirty,

@@ -37,7 +37,7 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
     }
     let file_pages = tree.pager.file().len().unwrap_or(0) / crate::wij::PAGE_SIZE as u64;
     // Pages never written yet are in the pool, or free.
-    let unwritten = (tree.pager.resident_pages() + tree.free.counts().0) as u64;
+    let unwritten = (tree.pager.resident_pages() + tree.free.free_count()) as u64;
     if meta.page_count > file_pages + unwritten + 1 {
         return Err(corrupt(
             0,
@@ -133,9 +133,8 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
         }
     }
     out.depth = leaf_depth.unwrap_or(1);
-    let (free, trunks) = tree.free.counts();
     let mut p = meta.free_head;
-    for &trunk in trunks {
+    for trunk in tree.free.trunks() {
         if p != trunk {
             return Err(corrupt(
                 trunk,
@@ -154,10 +153,11 @@ pub(super) fn check(tree: &Tree) -> Result<TreeCheck> {
             "free list differs from the chain on the meta page",
         ));
     }
+    tree.free.verify(&tree.pager)?;
     for page in tree.free.pages() {
         mark(&mut seen, page)?;
     }
-    out.free_pages = free as u64;
+    out.free_pages = tree.free.free_count() as u64;
     if let Some(leaked) = seen.iter().position(|s| !s) {
         return Err(corrupt(
             leaked as u64,

@@ -12,26 +12,38 @@
 //! (*fresh*), and those that were free in `S_{k-1}`. Every other page goes
 //! through the WIJ.
 //!
-//! So the free pages fall in two sets:
-//! - `clean`: free in the snapshot last handed to the daemon, hence unused
-//!   by the tree on disk while the next cycle runs; allocation takes these
-//!   first and records them in `direct`;
+//! So the free pages fall in three sets:
+//! - listed: named by the free list of the snapshot last handed to the
+//!   daemon, hence unused by the tree on disk while the next cycle runs;
+//!   allocation takes these, and records them in `direct`;
+//! - `reusable`: freed since that snapshot but unused by the tree on disk
+//!   all the same (fresh pages, or pages allocated directly since the
+//!   snapshot): allocation takes these first;
 //! - `pending`: freed since that snapshot; the tree on disk may still use
-//!   them, so they wait for the next snapshot, which makes them `clean`.
-//!   Allocation never takes them: it grows the file instead (by at most
-//!   one cycle's frees).
+//!   them, so they wait for the next snapshot, which lists them. Allocation
+//!   never takes them: it grows the file instead (by at most one cycle's
+//!   frees).
 //!
-//! A page allocated directly and freed again before the snapshot is unused
-//! on disk: it goes straight back to `clean`.
+//! On disk the free pages are named by a chain of free-list pages (*trunks*,
+//! `next | pages`, see `node.rs`) from the meta page's `free_head`; the
+//! free pages themselves hold nothing that is read, so writing one
+//! directly cannot break the list. The chain is a stack: allocation takes
+//! the pages of the trunks nearest the head, and a snapshot whose free set
+//! changed writes only the pages that changed, as new trunks in front of
+//! the ones allocation did not touch:
 //!
-//! On disk the free pages are listed in a chain of free-list pages (`next |
-//! pages`, see `node.rs`) from the meta page's `free_head`; the free pages
-//! themselves hold nothing that is read, so writing one directly cannot
-//! break the list. Each snapshot whose free set changed writes a new chain
-//! into direct pages and frees the old one (never rewriting, in place, a
-//! list that the tree on disk holds). A large free set (after a big KILL)
-//! is rewritten whole by each cycle that changes it: about 8 KiB per 1,019
-//! free pages.
+//! ```text
+//! before:  meta -> [T3: 40 pages left of 1019] -> [T2] -> [T1] -> 0
+//! after:   meta -> [N2] -> [N1] -> [T2] -> [T1] -> 0
+//!          N1, N2 (new pages, written directly) name the cycle's frees,
+//!          T3's 40 pages and T3 itself; T2 and T1 are not written.
+//! ```
+//!
+//! A trunk that allocation touched is never rewritten in place (the tree
+//! on disk holds it): its page joins the free set, which lists it from the
+//! next snapshot on. So a cycle writes about one trunk per 1,019 pages it
+//! freed, plus one, however long the list: a KILL that freed a million
+//! pages writes their 982 trunks once, not at every later cycle.
 //!
 //! Leaves are moved to direct pages before they change (`Tree::relocate`),
 //! so a load's modified leaves are written once; branches, fewer by two
@@ -45,37 +57,51 @@ use super::node::{Node, FREE_LIST_CAPACITY};
 use super::pager::{PageHasher, Pager};
 use super::{corrupt, Result};
 
+/// Pages a new trunk names: as many as a page holds; under `cfg(test)`
+/// 30, so that the engine's tests, whose trees free a few hundred pages,
+/// build lists of many trunks and consume them as a large database does.
+const TRUNK_FILL: usize = if cfg!(test) { 30 } else { FREE_LIST_CAPACITY };
+
 /// A set of page numbers.
 pub type PageSet = HashSet<u64, BuildHasherDefault<PageHasher>>;
 
+/// A free-list page: where it is, and the pages it names that are still
+/// free (allocation takes them from the end).
+struct Trunk {
+    page: u64,
+    pages: Vec<u64>,
+}
+
 #[derive(Default)]
 pub(super) struct FreeSpace {
-    /// Free and unused by the tree on disk: direct when allocated. Kept
-    /// sorted descending after a snapshot, so allocation takes low pages
-    /// first.
-    clean: Vec<u64>,
-    /// Freed since the last snapshot.
+    /// The free list, its head last. Trunks below `intact` hold exactly
+    /// what their pages say; those from `intact` on lost pages to
+    /// allocation since the last snapshot.
+    stack: Vec<Trunk>,
+    intact: usize,
+    /// Trunks from `top` on are empty.
+    top: usize,
+    /// Freed since the last snapshot and unused by the tree on disk.
+    reusable: Vec<u64>,
+    /// Freed since the last snapshot, maybe used by the tree on disk.
     pending: Vec<u64>,
-    /// Allocated from `clean` since the last snapshot.
+    /// Allocated from listed or reusable pages since the last snapshot.
     direct: PageSet,
-    /// The free-list pages the last snapshot wrote (or the file holds).
-    trunks: Vec<u64>,
     /// The free set changed since the last snapshot.
     changed: bool,
 }
 
 impl FreeSpace {
     /// Reads the free list of a tree opened from its file: the chain from
-    /// `head`, every page below `page_count`. Its pages are all `clean`
+    /// `head`, every page below `page_count`. Its pages are all listed
     /// (the file holds exactly the tree they are free in).
     pub fn load(pager: &Pager, head: u64, page_count: u64) -> Result<FreeSpace> {
-        let mut free = FreeSpace::default();
+        let mut chain = Vec::new();
         let mut page = head;
         while page != 0 {
-            if free.trunks.len() as u64 >= page_count || page >= page_count {
+            if chain.len() as u64 >= page_count || page >= page_count {
                 return Err(corrupt(page, "free list runs past the file or loops"));
             }
-            free.trunks.push(page);
             let node = pager.get(page)?;
             let Node::FreeList { next, pages } = &*node else {
                 return Err(corrupt(page, "expected a free-list page"));
@@ -86,25 +112,30 @@ impl FreeSpace {
                     format!("free list names page {bad}, beyond page count {page_count}"),
                 ));
             }
-            free.clean.extend_from_slice(pages);
+            chain.push(Trunk {
+                page,
+                pages: pages.clone(),
+            });
             page = *next;
         }
-        free.clean.sort_unstable_by(|a, b| b.cmp(a));
-        if let Some(w) = free.clean.windows(2).find(|w| w[0] == w[1]) {
+        let mut all: Vec<u64> = chain.iter().flat_map(|t| t.pages.iter().copied()).collect();
+        all.sort_unstable();
+        if let Some(w) = all.windows(2).find(|w| w[0] == w[1]) {
             return Err(corrupt(
                 head,
                 format!("free list names page {} twice", w[0]),
             ));
         }
-        // Descending order: search with the order reversed.
-        if let Some(&t) = free
-            .trunks
-            .iter()
-            .find(|&&t| free.clean.binary_search_by(|p| t.cmp(p)).is_ok())
-        {
-            return Err(corrupt(t, "free list names its own page as free"));
+        if let Some(t) = chain.iter().find(|t| all.binary_search(&t.page).is_ok()) {
+            return Err(corrupt(t.page, "free list names its own page as free"));
         }
-        Ok(free)
+        chain.reverse();
+        Ok(FreeSpace {
+            intact: chain.len(),
+            top: chain.len(),
+            stack: chain,
+            ..FreeSpace::default()
+        })
     }
 
     /// Whether the next cycle may write `page` straight to the file.
@@ -113,10 +144,11 @@ impl FreeSpace {
         page >= fresh_from || self.direct.contains(&page)
     }
 
-    /// A page for the tree: a clean free one, else a new one at the end of
-    /// the file. Both are direct.
+    /// A page for the tree: a reusable one, else a listed one from the
+    /// head of the list, else a new one at the end of the file. All are
+    /// direct.
     pub fn alloc(&mut self, page_count: &mut u64) -> u64 {
-        if let Some(page) = self.clean.pop() {
+        if let Some(page) = self.reusable.pop().or_else(|| self.take_listed()) {
             self.direct.insert(page);
             self.changed = true;
             return page;
@@ -125,30 +157,81 @@ impl FreeSpace {
         *page_count - 1
     }
 
+    /// A listed page from the trunk nearest the head that has one left.
+    /// Every trunk it takes from or passes (emptied) is relisted by the
+    /// next snapshot.
+    fn take_listed(&mut self) -> Option<u64> {
+        while self.top > 0 {
+            let i = self.top - 1;
+            self.intact = self.intact.min(i);
+            if let Some(page) = self.stack[i].pages.pop() {
+                return Some(page);
+            }
+            self.top = i;
+        }
+        None
+    }
+
     /// `page` left the tree.
     pub fn release(&mut self, page: u64, fresh_from: u64) {
         self.changed = true;
         if page >= fresh_from || self.direct.remove(&page) {
-            self.clean.push(page);
+            self.reusable.push(page);
         } else {
             self.pending.push(page);
         }
     }
 
-    /// Free pages (clean and pending) and the free-list pages.
-    pub fn counts(&self) -> (usize, &[u64]) {
-        (self.clean.len() + self.pending.len(), &self.trunks)
+    /// How many pages are free (listed, reusable and pending).
+    pub fn free_count(&self) -> usize {
+        let listed: usize = self.stack.iter().map(|t| t.pages.len()).sum();
+        listed + self.reusable.len() + self.pending.len()
     }
 
-    /// Every free page, clean or pending.
+    /// The free-list pages, head first.
+    pub fn trunks(&self) -> impl Iterator<Item = u64> + '_ {
+        self.stack.iter().rev().map(|t| t.page)
+    }
+
+    /// Every free page: listed, reusable or pending.
     pub fn pages(&self) -> impl Iterator<Item = u64> + '_ {
-        self.clean.iter().chain(&self.pending).copied()
+        let listed = self.stack.iter().flat_map(|t| t.pages.iter());
+        listed.chain(&self.reusable).chain(&self.pending).copied()
     }
 
-    /// For a snapshot: writes the free list as it now is into new
-    /// free-list pages (if it changed), points `free_head` at it, and
-    /// returns the pages allocated directly since the last snapshot. From
-    /// here on every free page is clean.
+    /// Checks the list against the pages that hold it: a trunk allocation
+    /// has not touched names exactly the pages it says, one it touched at
+    /// least those it still holds, and each points at the one below.
+    pub fn verify(&self, pager: &Pager) -> Result<()> {
+        for (i, t) in self.stack.iter().enumerate() {
+            let Node::FreeList { next, pages } = &*pager.get(t.page)? else {
+                return Err(corrupt(t.page, "expected a free-list page"));
+            };
+            let below = i.checked_sub(1).map_or(0, |b| self.stack[b].page);
+            if *next != below {
+                return Err(corrupt(
+                    t.page,
+                    format!("free-list page points at {next}, not {below}"),
+                ));
+            }
+            let named: PageSet = pages.iter().copied().collect();
+            let holds = t.pages.iter().all(|p| named.contains(p));
+            if !holds || (i < self.intact && named.len() != t.pages.len()) {
+                return Err(corrupt(
+                    t.page,
+                    "free-list page differs from the free pages it stands for",
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// For a snapshot: if the free set changed, lists the pages freed
+    /// since the last one, and those of the trunks allocation touched
+    /// (what they still hold, and their own pages), in new trunks at the
+    /// head of the list, points `free_head` at it, and returns the pages
+    /// allocated directly since the last snapshot. From here on every free
+    /// page is listed.
     pub fn snapshot(
         &mut self,
         pager: &Pager,
@@ -157,43 +240,73 @@ impl FreeSpace {
         lsn: u64,
     ) -> PageSet {
         if self.changed {
-            // The old list is unused by the snapshot being taken, but the
-            // tree on disk uses it: its pages join the free set now and
-            // are written no earlier than the next cycle.
-            let old = std::mem::take(&mut self.trunks);
-            for &p in &old {
-                pager.discard(p);
+            // Unused by the tree on disk, so fit to hold the new trunks,
+            // which the cycle writes directly: what is left in touched
+            // trunks, and the reusable pages.
+            let mut unused = std::mem::take(&mut self.reusable);
+            // Used by the tree on disk (the touched trunks themselves,
+            // the pending pages): unused by the snapshot being taken, so
+            // listed by it, and written no earlier than the next cycle.
+            let mut used = std::mem::take(&mut self.pending);
+            let mut n;
+            loop {
+                for t in self.stack.drain(self.intact..) {
+                    unused.extend(t.pages);
+                    used.push(t.page);
+                    pager.discard(t.page);
+                }
+                // Trunks taken from `unused` leave the list they hold.
+                let listed = unused.len() + used.len();
+                n = 0;
+                while n * TRUNK_FILL < listed - n.min(unused.len()) {
+                    n += 1;
+                }
+                // Short of unused pages for the new trunks: relist the
+                // next trunk too (the pages it names are unused) rather
+                // than grow the file.
+                if unused.len() >= n || self.intact == 0 {
+                    break;
+                }
+                self.intact -= 1;
             }
-            let listed = self.clean.len() + self.pending.len() + old.len();
-            // Trunks come from `clean` (direct) or the end of the file;
-            // those from `clean` leave the list they hold.
-            let mut t = 0;
-            while t * FREE_LIST_CAPACITY < listed - t.min(self.clean.len()) {
-                t += 1;
+            // The highest unused pages hold the list; allocation takes
+            // the lowest first.
+            unused.sort_unstable();
+            let mut trunks = Vec::with_capacity(n);
+            for _ in 0..n {
+                let page = unused.pop().unwrap_or_else(|| {
+                    *page_count += 1;
+                    *page_count - 1
+                });
+                self.direct.insert(page);
+                trunks.push(page);
             }
-            for _ in 0..t {
-                let page = self.alloc(page_count);
-                self.trunks.push(page);
-            }
-            let mut free = std::mem::take(&mut self.clean);
-            free.append(&mut self.pending);
-            free.extend(old);
+            let mut free = unused;
+            free.append(&mut used);
+            // Descending: a trunk's lowest page is taken first, and the
+            // trunk at the head holds the lowest pages.
             free.sort_unstable_by(|a, b| b.cmp(a));
-            for (i, &trunk) in self.trunks.iter().enumerate() {
-                let from = (i * FREE_LIST_CAPACITY).min(free.len());
-                let to = ((i + 1) * FREE_LIST_CAPACITY).min(free.len());
-                let next = self.trunks.get(i + 1).copied().unwrap_or(0);
-                let node = Node::FreeList {
-                    next,
-                    pages: free[from..to].to_vec(),
-                };
-                pager.put_new(trunk, node, lsn);
+            for (i, page) in trunks.into_iter().enumerate() {
+                let from = (i * TRUNK_FILL).min(free.len());
+                let to = ((i + 1) * TRUNK_FILL).min(free.len());
+                let next = self.stack.last().map_or(0, |t| t.page);
+                let pages = free[from..to].to_vec();
+                pager.put_new(
+                    page,
+                    Node::FreeList {
+                        next,
+                        pages: pages.clone(),
+                    },
+                    lsn,
+                );
+                self.stack.push(Trunk { page, pages });
             }
-            *free_head = self.trunks.first().copied().unwrap_or(0);
-            self.clean = free;
+            *free_head = self.stack.last().map_or(0, |t| t.page);
+            self.intact = self.stack.len();
+            self.top = self.stack.len();
             self.changed = false;
         }
-        debug_assert!(self.pending.is_empty());
+        debug_assert!(self.pending.is_empty() && self.reusable.is_empty());
         std::mem::take(&mut self.direct)
     }
 }

@@ -5,11 +5,12 @@
 //! up to [`node::INLINE_MAX`] bytes live in the leaves; larger ones in
 //! chains of overflow pages. A full page splits evenly, except at the right
 //! edge of the tree, where an ascending load leaves full pages behind (see
-//! `split`). A leaf that empties is freed and unlinked from its parent;
-//! pages are not merged when they merely become underfull (a later insert
-//! fills them again). Freed pages go on a free list that allocation takes
-//! from first, and a leaf in the tree on disk moves to a page the next
-//! flush may write directly before it changes (`free.rs`).
+//! `split`). A leaf that empties is freed and unlinked from its parent; a
+//! node left under a quarter full merges with a sibling under the same
+//! parent when the two fit in 7/8 of a page (`merge_underfull`). Freed pages
+//! go on a free list that allocation takes from first, and a leaf in the
+//! tree on disk moves to a page the next flush may write directly before
+//! it changes (`free.rs`).
 //!
 //! New keys whose leaf is not resident may wait in the tree's insert
 //! buffer instead (`buffer.rs`); reads see them (reads of ranges through

@@ -343,6 +343,15 @@ impl Pager {
         sizes.max().unwrap_or(0)
     }
 
+    /// Resident leaves and branches (not the small nodes of free lists
+    /// and short overflow chains).
+    #[cfg(test)]
+    pub fn resident_tree_pages(&self) -> usize {
+        let c = self.cache.read();
+        let tree = |s: &&Slot| matches!(&*s.node, Node::Leaf(_) | Node::Branch { .. });
+        c.slots.iter().filter(tree).count()
+    }
+
     /// Recounts the pool's memory from its nodes and panics if the counts
     /// kept as pages change disagree (a node changed without being
     /// counted again, or a count that drifted).

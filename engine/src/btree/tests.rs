@@ -240,11 +240,11 @@ fn the_pool_holds_its_bound_in_bytes() {
             assert!(memory <= bound, "{memory} bytes in a pool of {bound}");
         }
     }
-    let pages = tree.pager().resident_pages();
     assert!(tree.check().unwrap().leaves > 4 * 64);
+    let pages = tree.pager().resident_tree_pages();
     assert!(
         (40..64).contains(&pages),
-        "{pages} pages resident in 64 pages' worth of memory"
+        "{pages} leaves and branches resident in 64 pages' worth of memory"
     );
 }
 
@@ -345,6 +345,56 @@ fn freed_pages_are_reused_after_a_kill() {
         "the second load reuses freed pages"
     );
     tree.check().unwrap();
+}
+
+#[test]
+fn a_long_free_list_is_not_rewritten_by_each_cycle() {
+    // 3,000 values of two overflow pages each, killed: over 6,000 free
+    // pages, over 200 free-list pages of 30 (`TRUNK_FILL` in tests).
+    let mut tree = Tree::create(file(), 256, 1, "T");
+    let big = vec![9u8; 12_000];
+    for i in 0..3000 {
+        tree.put(&key(i), &big, 1).unwrap();
+    }
+    flush(&mut tree);
+    for i in 0..3000 {
+        assert!(tree.delete(&key(i), 2).unwrap());
+    }
+    let free_list_pages = |f: &super::Flush| {
+        f.pages
+            .iter()
+            .filter(|p| matches!(*p.node, Node::FreeList { .. }))
+            .count()
+    };
+    let f = tree.take_flush(0, 0);
+    let written = free_list_pages(&f);
+    write_flush(&tree, f);
+    let trunks = tree.free.trunks().count();
+    assert!(trunks >= 200, "{trunks} free-list pages");
+    assert_eq!(written, trunks, "the KILL's frees are listed once");
+    // Small loads: each takes a few pages from the head of the list.
+    let mut model = BTreeMap::new();
+    for round in 0..10u32 {
+        for i in 0..40 {
+            let k = key(10_000 + round * 40 + i);
+            tree.put(&k, &[round as u8; 100], 3).unwrap();
+            model.insert(k, vec![round as u8; 100]);
+        }
+        let f = tree.take_flush(0, 0);
+        let written = free_list_pages(&f);
+        assert!(
+            written <= 2,
+            "round {round}: {written} of {} free-list pages written",
+            tree.free.trunks().count()
+        );
+        write_flush(&tree, f);
+        compare(&tree, &model);
+    }
+    let free = tree.check().unwrap().free_pages;
+    assert!(free > 6000, "{free} pages free");
+    let tree = reopen(tree, 64);
+    compare(&tree, &model);
+    assert_eq!(tree.check().unwrap().free_pages, free);
 }
 
 #[test]
@@ -459,11 +509,14 @@ fn changed_leaves_move_to_pages_the_next_flush_writes_directly() {
         write_flush(&tree, f);
         compare(&tree, &model);
     }
+    // Every leaf moves in every round: the file holds the tree, as many
+    // free pages, and the free list's own pages.
     let check = tree.check().unwrap();
     let used = check.leaves + check.branches + 1;
+    let trunks = tree.free.trunks().count() as u64;
     assert!(
-        tree.meta().page_count < used * 2,
-        "{} pages for {used} in use",
+        tree.meta().page_count <= used * 2 + trunks,
+        "{} pages for {used} in use and {trunks} free-list pages",
         tree.meta().page_count
     );
     let tree = reopen(tree, 64);

@@ -478,7 +478,7 @@ fn recover(
 /// their cycles fit in one stripe).
 #[test]
 fn crash_images_of_cycles_spanning_wij_stripes_keep_the_acknowledged_history() {
-    wide_cuts(7000, false);
+    wide_cuts(7000, Wide::Update);
 }
 
 /// The crash images again while a tree of a few dozen branches loses
@@ -487,43 +487,86 @@ fn crash_images_of_cycles_spanning_wij_stripes_keep_the_acknowledged_history() {
 /// single branch).
 #[test]
 fn crash_images_while_branches_thin_out_and_merge_keep_the_acknowledged_history() {
-    wide_cuts(8000, true);
+    wide_cuts(8000, Wide::Thin);
+}
+
+/// The crash images again while the pages a KILL freed are taken back:
+/// the preloaded wide tree lost nine rows in ten, so its free list is a
+/// chain of five pages (30 free pages each in tests, see `free.rs`);
+/// the workload puts the rows back, and each cycle takes pages from the
+/// head of the list and lists its own frees in front of what it did not
+/// touch.
+#[test]
+fn crash_images_while_a_long_free_list_is_taken_back_keep_the_acknowledged_history() {
+    wide_cuts(9000, Wide::Refill);
+}
+
+/// What [`wide_workload`] does to the wide rows.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Wide {
+    /// Random updates all over.
+    Update,
+    /// KILLs of nine rows in ten.
+    Thin,
+    /// The preload killed nine rows in ten; SETs put them back.
+    Refill,
 }
 
 /// Every cut of the wide workload ([`wide_workload`]) on a copy of one
 /// preloaded database.
-fn wide_cuts(first_seed: u64, thin: bool) {
+fn wide_cuts(first_seed: u64, what: Wide) {
     let base = SimFs::new();
     let e = open_with(wide_opts(&base));
     let rows = (0..WIDE_ROWS).map(|i| (wide_key(i), Value::Int(i)));
-    let preloaded = preload(&mut e.session(), rows, 400);
+    let mut preloaded = preload(&mut e.session(), rows, 400);
+    if what == Wide::Refill {
+        let mut s = e.session();
+        for i in (0..WIDE_ROWS).filter(|i| i % 10 != 0) {
+            s.kill(DB, &wide_key(i)).unwrap();
+            preloaded.remove(&wide_key(i).encode());
+        }
+        e.checkpoint().unwrap();
+    }
     let before = e.check().unwrap()[0].1.clone();
-    assert!(before.branches > 15, "{before:?}");
+    if what == Wide::Refill {
+        assert!(before.free_pages > 120, "{before:?}");
+    } else {
+        assert!(before.branches > 15, "{before:?}");
+    }
     e.close().unwrap();
     // The closed engine's files, as they are.
     let copy = || base.crash_image_with(crate::storage::sim::CrashFate::KeepAll);
     // Uncut, the workload does what it is for.
-    let e = open_with(wide_opts(&copy()));
-    wide_workload(&e, &mut e.session(), preloaded.clone(), first_seed, thin);
+    let fs = copy();
+    let e = open_with(wide_opts(&fs));
+    let opened = fs.syncs();
+    wide_workload(&e, &mut e.session(), preloaded.clone(), first_seed, what);
+    let syncs = fs.syncs() - opened;
     let after = e.check().unwrap()[0].1.clone();
-    if thin {
-        assert!(
+    match what {
+        Wide::Update => {}
+        Wide::Thin => assert!(
             after.branches * 3 < before.branches && after.depth < before.depth,
             "{after:?} after {before:?}"
-        );
+        ),
+        Wide::Refill => assert!(
+            after.free_pages * 2 < before.free_pages,
+            "{after:?} after {before:?}"
+        ),
     }
     drop(e);
-    // A run syncs about 33 times (three cycles, six commits): every cut.
-    let (seeds, cuts) = seeds_and_cuts((2, 34), (12, 34));
+    // A run syncs about 33 times (three cycles, six commits): every cut,
+    // and one past the end.
+    let (seeds, _) = seeds_and_cuts((2, 0), (12, 0));
     for seed in first_seed..first_seed + seeds {
-        for cut in 1..=cuts {
+        for cut in 1..=syncs + 1 {
             let fs = copy();
             let e = open_with(wide_opts(&fs));
             let mut s = e.session();
             fs.crash_at_sync(cut);
-            let allowed = wide_workload(&e, &mut s, preloaded.clone(), seed, thin);
-            let what = format!("wide keys, thinning: {thin}");
-            crash_and_recover(&fs, (e, s), (seed, cut), wide_opts, &allowed, &what);
+            let allowed = wide_workload(&e, &mut s, preloaded.clone(), seed, what);
+            let name = format!("wide keys, {what:?}");
+            crash_and_recover(&fs, (e, s), (seed, cut), wide_opts, &allowed, &name);
         }
     }
 }
@@ -544,15 +587,16 @@ fn wide_opts(fs: &SimFs) -> EngineOptions {
 }
 
 /// Three flush cycles of two transactions each over the preloaded wide
-/// rows (`acked`): 60 SETs of random rows each, or, when `thin`, the
-/// KILL of nine rows in ten of the transaction's sixth of the rows. The
-/// states a crash image may hold.
+/// rows (`acked`), each transaction working on its sixth of the rows:
+/// 60 SETs of random rows anywhere ([`Wide::Update`]), or the KILL of
+/// nine rows in ten of its sixth ([`Wide::Thin`]), or SETs of them
+/// ([`Wide::Refill`]). The states a crash image may hold.
 fn wide_workload(
     e: &Engine,
     s: &mut crate::db::Session,
     mut acked: State,
     seed: u64,
-    thin: bool,
+    what: Wide,
 ) -> Vec<State> {
     let mut rng = StdRng::seed_from_u64(seed);
     let region = WIDE_ROWS / 6;
@@ -560,19 +604,30 @@ fn wide_workload(
         let mut next = acked.clone();
         let done = (|| -> crate::error::Result<()> {
             s.tstart()?;
-            if thin {
-                let rows = txn * region..(txn + 1) * region;
-                for i in rows.filter(|i| i % 10 != 0) {
-                    let key = wide_key(i);
-                    s.kill(DB, &key)?;
-                    next.remove(&key.encode());
+            let rows = (txn * region..(txn + 1) * region).filter(|i| i % 10 != 0);
+            match what {
+                Wide::Thin => {
+                    for i in rows {
+                        let key = wide_key(i);
+                        s.kill(DB, &key)?;
+                        next.remove(&key.encode());
+                    }
                 }
-            } else {
-                for _ in 0..60 {
-                    let key = wide_key(rng.gen_range(0..WIDE_ROWS));
-                    let value = Value::Int(rng.gen_range(0..1_000_000));
-                    s.set(DB, &key, &value)?;
-                    next.insert(key.encode(), value);
+                Wide::Refill => {
+                    for i in rows {
+                        let key = wide_key(i);
+                        let value = Value::Int(rng.gen_range(0..1_000_000));
+                        s.set(DB, &key, &value)?;
+                        next.insert(key.encode(), value);
+                    }
+                }
+                Wide::Update => {
+                    for _ in 0..60 {
+                        let key = wide_key(rng.gen_range(0..WIDE_ROWS));
+                        let value = Value::Int(rng.gen_range(0..1_000_000));
+                        s.set(DB, &key, &value)?;
+                        next.insert(key.encode(), value);
+                    }
                 }
             }
             s.tcommit()

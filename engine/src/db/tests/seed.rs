@@ -39,15 +39,24 @@ fn begin_install(fs: &SimFs, dir: &str, plan: SeedPlan) -> crate::error::Result<
 
 /// Copies `snap` into `dir` a few pages at a time, calling `between` after
 /// every chunk (to write and flush on the source meanwhile).
-fn install(fs: &SimFs, dir: &str, snap: &SeedSnapshot, mut between: impl FnMut()) {
+fn install(fs: &SimFs, dir: &str, snap: &SeedSnapshot, between: impl FnMut()) {
+    try_install(fs, dir, snap, between).expect("install");
+}
+
+fn try_install(
+    fs: &SimFs,
+    dir: &str,
+    snap: &SeedSnapshot,
+    mut between: impl FnMut(),
+) -> crate::error::Result<()> {
     let plan = snap.plan().clone();
-    let mut inst = begin_install(fs, dir, plan.clone()).expect("begin install");
+    let mut inst = begin_install(fs, dir, plan.clone())?;
     for d in &plan.databases {
         let mut at = 0;
         while at < d.pages {
             let n = 3.min(d.pages - at);
             let bytes = snap.read_pages(d.file_id, at, n).expect("read pages");
-            inst.pages(d.file_id, at, &bytes).expect("install pages");
+            inst.pages(d.file_id, at, &bytes)?;
             at += n;
             between();
         }
@@ -55,10 +64,10 @@ fn install(fs: &SimFs, dir: &str, snap: &SeedSnapshot, mut between: impl FnMut()
     let mut at = plan.journal_start;
     while at < plan.journal_end {
         let (bytes, end) = snap.read_journal(at, 4096).expect("read journal");
-        inst.journal(at, &bytes).expect("install journal");
+        inst.journal(at, &bytes)?;
         at = end;
     }
-    inst.finish().expect("finish install");
+    inst.finish()
 }
 
 /// Sends the source's journal after `from` to the follower, as streaming
@@ -198,6 +207,75 @@ fn an_interrupted_seed_is_refused_and_discarded_whole() {
     install(&fs, "/b", &a.begin_seed().unwrap(), || {});
     let b = open_at(&fs, "/b", true);
     assert_eq!(contents(&b), contents(&a));
+}
+
+/// A member that dies at any sync of a seed's installation (a crash
+/// image of its disk, torn writes and unsynced folder entries included)
+/// either opens the whole seed, equal to the source, or is refused as an
+/// interrupted seed, and a new seed after discarding it succeeds: never a
+/// half-installed member that opens, and never one that cannot be seeded
+/// again.
+#[test]
+fn a_seed_cut_at_any_sync_opens_whole_or_is_refused_and_seeded_again() {
+    let fs = SimFs::new();
+    let a = open_at(&fs, "/a", false);
+    a.create_database(DB).unwrap();
+    let mut s = a.session();
+    for i in 0..400u64 {
+        s.set(DB, &key(i), &Value::Str(format!("{i} {PAD}")))
+            .unwrap();
+    }
+    let want = contents(&a);
+    // Each installation streams its own copy (a copy is read once, in
+    // order); nothing is written meanwhile, so they are all the same.
+    let seed_into = |fs: &SimFs| try_install(fs, "/b", &a.begin_seed().unwrap(), || {});
+    // Uncut, to count the installation's syncs.
+    let whole = SimFs::new();
+    seed_into(&whole).unwrap();
+    let syncs = whole.syncs();
+    assert!(syncs > 5, "{syncs} syncs");
+    let opts = |fs: &SimFs| EngineOptions {
+        mirrored: true,
+        ..sim_opts(fs)
+    };
+    let (mut opened, mut refused) = (0, 0);
+    for cut in 1..=syncs + 1 {
+        for seed in 0..3 {
+            let b = SimFs::new();
+            b.crash_at_sync(cut);
+            let done = seed_into(&b);
+            assert_eq!(done.is_ok(), cut > syncs, "cut {cut}");
+            b.crash_now();
+            let image = b.crash_image(seed);
+            let dir = Path::new("/b");
+            let e = if crate::db::interrupted_seed(&image, dir) {
+                let err = Engine::open(dir, opts(&image)).err().expect("refused");
+                assert!(
+                    err.to_string()
+                        .contains("seed into this folder never finished"),
+                    "cut {cut} seed {seed}: {err}"
+                );
+                refused += 1;
+                discard_interrupted_seed(&image, dir).unwrap();
+                seed_into(&image).unwrap();
+                Engine::open(dir, opts(&image)).unwrap().0
+            } else if !crate::db::holds_store(&image, dir).unwrap() {
+                // Cut before the marker was durable: as if never begun.
+                seed_into(&image).unwrap();
+                Engine::open(dir, opts(&image)).unwrap().0
+            } else {
+                opened += 1;
+                Engine::open(dir, opts(&image))
+                    .unwrap_or_else(|err| panic!("cut {cut} seed {seed}: {err}"))
+                    .0
+            };
+            assert_eq!(contents(&e), want, "cut {cut} seed {seed}");
+        }
+    }
+    assert!(
+        refused > 0 && opened > 0,
+        "{refused} refused, {opened} opened"
+    );
 }
 
 #[test]

@@ -260,6 +260,11 @@ fn metrics(st: &MemberStatus) -> String {
         "new keys waiting in insert buffers for their leaves",
         st.pool.buffered_keys as f64,
     );
+    gauge(
+        "redoubt_insert_buffer_databases",
+        "databases whose insert buffer takes new keys (its key filter answers: kept from a clean shutdown or built)",
+        st.pool.buffering_databases as f64,
+    );
     out.push_str("# HELP redoubt_commits_total writes acknowledged to clients\n# TYPE redoubt_commits_total counter\n");
     out.push_str(&format!(
         "redoubt_commits_total{{{labels}}} {}\n",
@@ -346,6 +351,7 @@ mod tests {
             resident_pages: 100,
             dirty_pages: 3,
             buffered_keys: 42,
+            buffering_databases: 2,
         };
         let body = route("GET", "/metrics", &full).2;
         for line in [
@@ -353,6 +359,7 @@ mod tests {
             "redoubt_pool_resident_bytes{mirror=\"M\",member=\"a\"} 819200\n",
             "redoubt_pool_dirty_bytes{mirror=\"M\",member=\"a\"} 24576\n",
             "redoubt_insert_buffer_keys{mirror=\"M\",member=\"a\"} 42\n",
+            "redoubt_insert_buffer_databases{mirror=\"M\",member=\"a\"} 2\n",
         ] {
             assert!(body.contains(line), "{line} in {body}");
         }

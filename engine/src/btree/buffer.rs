@@ -209,6 +209,23 @@ impl InsertBuffer {
         self.building = false;
     }
 
+    /// A buffer for a tree that holds keys already, with a filter that has
+    /// seen all of them (kept from the last clean shutdown).
+    pub fn with_filter(max_bytes: usize, filter: KeyFilter) -> InsertBuffer {
+        InsertBuffer {
+            filter: Some(filter),
+            max_bytes,
+            ..InsertBuffer::default()
+        }
+    }
+
+    /// The filter, if it answers (built, not saturated): worth keeping.
+    pub fn answering_filter(&self) -> Option<&KeyFilter> {
+        self.filter
+            .as_ref()
+            .filter(|f| !self.building && !f.saturated())
+    }
+
     /// Whether the buffer has a filter (built or being built).
     pub fn has_filter(&self) -> bool {
         self.filter.is_some()

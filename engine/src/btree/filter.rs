@@ -147,6 +147,79 @@ impl KeyFilter {
     pub fn bytes(&self) -> usize {
         self.layers.iter().map(Layer::bytes).sum()
     }
+
+    /// The layers as bytes, for a file (`db/filter_file.rs`); a saturated
+    /// filter has none to keep.
+    ///
+    /// ```text
+    /// layers u32 | per layer: capacity u64 | keys u64 | blocks u64 | blocks x 64 bytes
+    /// ```
+    pub fn encode(&self, out: &mut Vec<u8>) {
+        debug_assert!(!self.saturated);
+        out.extend_from_slice(&(self.layers.len() as u32).to_le_bytes());
+        for l in &self.layers {
+            for n in [l.capacity, l.keys, l.blocks.len()] {
+                out.extend_from_slice(&(n as u64).to_le_bytes());
+            }
+            for w in l.blocks.iter().flatten() {
+                out.extend_from_slice(&w.to_le_bytes());
+            }
+        }
+    }
+
+    /// A filter of `budget` bytes from [`KeyFilter::encode`]'s bytes, if
+    /// they describe exactly the filter that budget grows (its first
+    /// layer's size, each next one twice the last, all full but the last,
+    /// within the budget). Errors say what differs.
+    pub fn decode(bytes: &[u8], budget: usize) -> Result<KeyFilter, String> {
+        let mut at = 0usize;
+        let mut next = |n: usize| -> Result<&[u8], String> {
+            let b = bytes
+                .get(at..at + n)
+                .ok_or_else(|| format!("ends at byte {at} of a layer"))?;
+            at += n;
+            Ok(b)
+        };
+        let u64_of = |b: &[u8]| u64::from_le_bytes(b.try_into().expect("8 bytes"));
+        let count = u32::from_le_bytes(next(4)?.try_into().expect("4 bytes")) as usize;
+        let mut f = KeyFilter::new(budget);
+        if f.saturated || count == 0 {
+            return Err(format!("{count} layers for a budget of {budget} bytes"));
+        }
+        let mut capacity = f.layers[0].capacity;
+        f.layers.clear();
+        for i in 0..count {
+            let (cap, keys, blocks) = (
+                u64_of(next(8)?) as usize,
+                u64_of(next(8)?) as usize,
+                u64_of(next(8)?) as usize,
+            );
+            let mut layer = Layer::new(capacity);
+            let full = i + 1 == count || keys == cap;
+            if cap != capacity || blocks != layer.blocks.len() || keys > cap || !full {
+                return Err(format!(
+                    "layer {i}: {keys} keys of {cap} in {blocks} blocks, expected {} blocks of {capacity}",
+                    layer.blocks.len()
+                ));
+            }
+            for block in &mut layer.blocks {
+                let raw = next(BLOCK_WORDS * 8)?;
+                for (w, b) in block.iter_mut().zip(raw.chunks_exact(8)) {
+                    *w = u64_of(b);
+                }
+            }
+            layer.keys = keys;
+            f.layers.push(layer);
+            capacity *= 2;
+        }
+        if at != bytes.len() {
+            return Err(format!("{} bytes after the last layer", bytes.len() - at));
+        }
+        if f.bytes() > budget {
+            return Err(format!("{} bytes over a budget of {budget}", f.bytes()));
+        }
+        Ok(f)
+    }
 }
 
 /// A 64-bit hash of the key's bytes: 8 bytes at a time through a
@@ -193,6 +266,30 @@ mod tests {
         assert!(rate < 0.03, "false positive rate {rate}");
         assert!(!f.saturated());
         assert!(f.bytes() <= 4 << 20);
+    }
+
+    #[test]
+    fn a_filter_read_back_answers_as_it_did_and_other_budgets_are_refused() {
+        let mut f = KeyFilter::new(1 << 20);
+        for i in 0..100_000 {
+            f.add(&key(i));
+        }
+        assert!(f.layers.len() > 1);
+        let mut bytes = Vec::new();
+        f.encode(&mut bytes);
+        let g = KeyFilter::decode(&bytes, 1 << 20).unwrap();
+        assert!((0..100_000).all(|i| !g.absent(&key(i))));
+        let same = (100_000..200_000).all(|i| f.absent(&key(i)) == g.absent(&key(i)));
+        assert!(same && g.bytes() == f.bytes());
+        // It goes on growing as the original would.
+        let (mut f, mut g) = (f, g);
+        for i in 100_000..200_000 {
+            assert_eq!(f.add(&key(i)), g.add(&key(i)));
+        }
+        assert_eq!(f.layers.len(), g.layers.len());
+        let err = KeyFilter::decode(&bytes, 2 << 20).err().unwrap();
+        assert!(err.contains("expected"), "{err}");
+        assert!(KeyFilter::decode(&bytes[..bytes.len() - 1], 1 << 20).is_err());
     }
 
     #[test]

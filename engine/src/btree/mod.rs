@@ -37,6 +37,7 @@ use std::sync::Arc;
 
 use buffer::{InsertBuffer, Taken};
 use entries::Entries;
+pub use filter::KeyFilter;
 use free::FreeSpace;
 pub use free::PageSet;
 use node::{cmp_key, Cell, Meta, Node, INLINE_MAX, OVERFLOW_CAPACITY};
@@ -259,12 +260,27 @@ impl Tree {
     /// the tree holds ([`Tree::note_keys`]) and then calls
     /// [`Tree::filter_built`]; until then nothing is buffered.
     pub fn start_filter(&mut self, max_bytes: usize, filter_budget: usize) {
+        self.start_buffer(InsertBuffer::building(max_bytes, filter_budget));
+    }
+
+    /// Like [`Tree::start_filter`], with a filter that has seen every key
+    /// the tree holds: the buffer takes keys at once.
+    pub fn start_filter_with(&mut self, max_bytes: usize, filter: KeyFilter) {
+        self.start_buffer(InsertBuffer::with_filter(max_bytes, filter));
+    }
+
+    fn start_buffer(&mut self, buffer: InsertBuffer) {
         assert!(
             self.buffer.is_empty(),
             "a filter is started before any key is buffered"
         );
-        self.buffer = InsertBuffer::building(max_bytes, filter_budget);
+        self.buffer = buffer;
         self.account_buffer();
+    }
+
+    /// The key filter, if it answers (see [`InsertBuffer::answering_filter`]).
+    pub fn answering_filter(&self) -> Option<&KeyFilter> {
+        self.buffer.answering_filter()
     }
 
     pub fn note_keys<'a>(&mut self, keys: impl IntoIterator<Item = &'a [u8]>) {

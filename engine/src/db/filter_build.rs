@@ -16,6 +16,7 @@
 
 use std::sync::{Arc, Weak};
 
+use super::filter_file::{self, Stamp};
 use super::{Database, Inner};
 use crate::error::{EngineError, Result};
 
@@ -40,21 +41,49 @@ impl Inner {
         ))
     }
 
-    /// Starts a filter for every database without one; builds the small
-    /// ones now and returns the others, for [`builder`]. A build that
-    /// fails (a corrupt page) is logged and leaves that buffer off: reads
-    /// report the page as they would have.
-    pub(crate) fn start_filters(&self) -> Vec<Arc<Database>> {
-        let Some((max, budget)) = self.buffer_limits() else {
-            return Vec::new();
-        };
+    /// Starts a filter for every database without one: the one kept at
+    /// the last clean shutdown if it is sound (`filter_file.rs`;
+    /// `replayed_nothing`: recovery replayed no SET or KILL), else builds the
+    /// small ones now and returns the others, for [`builder`]. A build
+    /// that fails (a corrupt page) is logged and leaves that buffer off:
+    /// reads report the page as they would have.
+    /// Also returns the names of the databases whose filter was kept.
+    pub(crate) fn start_filters(
+        &self,
+        replayed_nothing: bool,
+    ) -> (Vec<Arc<Database>>, Vec<String>) {
+        let limits = self.buffer_limits();
         let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
-        let mut later = Vec::new();
+        let (mut later, mut kept_names) = (Vec::new(), Vec::new());
         for db in dbs {
             let pages = {
                 let mut tree = db.tree.write();
+                let stamp = Stamp::of(self.journal.end_lsn().0, tree.meta());
+                let budget = limits.map_or(0, |(_, budget)| budget);
+                let kept = filter_file::take(&*self.opts.vfs, &db.path, stamp, budget);
+                let Some((max, budget)) = limits else {
+                    continue;
+                };
                 if tree.has_filter() {
                     continue;
+                }
+                match kept {
+                    Some(Ok(filter)) if replayed_nothing => {
+                        tracing::debug!(database = %db.name, "insert buffer key filter kept from the last shutdown");
+                        tree.start_filter_with(max, filter);
+                        kept_names.push(db.name.clone());
+                        continue;
+                    }
+                    Some(Ok(_)) => tracing::info!(
+                        database = %db.name,
+                        "the key filter kept at the last shutdown is not used: recovery replayed changes; building it"
+                    ),
+                    Some(Err(why)) => tracing::info!(
+                        database = %db.name,
+                        reason = %why,
+                        "the key filter kept at the last shutdown is not used; building it"
+                    ),
+                    None => {}
                 }
                 tree.start_filter(max, budget);
                 tree.meta().page_count
@@ -67,7 +96,8 @@ impl Inner {
                 later.push(db);
             }
         }
-        later
+        kept_names.sort();
+        (later, kept_names)
     }
 
     /// Adds the tree's keys to its (started) filter and makes it answer.
@@ -104,6 +134,35 @@ impl Inner {
                     tree.filter_built();
                     return Ok(true);
                 }
+            }
+        }
+    }
+}
+
+impl Inner {
+    /// At a clean shutdown, after the last flush: keeps every answering
+    /// key filter for the next open (`filter_file.rs`). Best effort.
+    pub(crate) fn keep_filters(&self) {
+        // The stamp names the journal's end as the next open finds it:
+        // all of it durable (the last cycle's checkpoint record too).
+        if let Err(e) = self.journal.flush() {
+            tracing::warn!(error = %e, "could not keep the key filters; the next open builds them");
+            return;
+        }
+        let end = self.journal.durable_lsn().0;
+        let dbs: Vec<_> = self.dbs.read().values().cloned().collect();
+        for db in dbs {
+            let tree = db.tree.read();
+            let Some(filter) = tree.answering_filter() else {
+                continue;
+            };
+            let stamp = Stamp::of(end, tree.meta());
+            if let Err(e) = filter_file::save(&*self.opts.vfs, &db.path, stamp, filter) {
+                tracing::warn!(
+                    database = %db.name,
+                    error = %e,
+                    "could not keep the key filter; the next open builds it"
+                );
             }
         }
     }

@@ -17,6 +17,7 @@
 mod apply;
 mod database;
 mod filter_build;
+mod filter_file;
 mod flush;
 mod gate;
 mod history;
@@ -78,6 +79,9 @@ pub struct PoolStats {
     pub dirty_pages: u64,
     /// Keys waiting in insert buffers (see `docs/engine.md`).
     pub buffered_keys: u64,
+    /// Databases whose insert buffer takes new keys: their key filter
+    /// answers (not being built at open, not outgrown).
+    pub buffering_databases: u64,
 }
 
 #[derive(Clone)]
@@ -156,8 +160,10 @@ const FILTER_SHARE: usize = 8;
 /// One member's storage. Cloning shares it.
 #[derive(Clone)]
 pub struct Engine {
-    inner: Arc<Inner>,
+    // Dropped first: the guard of the last handle flushes through a weak
+    // reference to `inner`, which must still be alive then.
     _daemon: Arc<DaemonGuard>,
+    inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
@@ -249,9 +255,10 @@ impl Engine {
     /// Opens (creating if needed) the engine in `dir`, running crash
     /// recovery first.
     pub fn open(dir: &Path, opts: EngineOptions) -> Result<(Engine, RecoveryReport)> {
-        let (inner, report) = recovery::open(dir, opts)?;
+        let (inner, mut report) = recovery::open(dir, opts)?;
         let inner = Arc::new(inner);
-        let large = inner.start_filters();
+        let (large, kept) = inner.start_filters(report.changes_replayed == 0);
+        report.key_filters_kept = kept;
         let filter_builder = (!large.is_empty()).then(|| {
             let weak = Arc::downgrade(&inner);
             std::thread::Builder::new()
@@ -371,6 +378,7 @@ impl Engine {
             stats.resident_pages += tree.pager().resident() as u64;
             stats.dirty_pages += tree.pager().dirty_count() as u64;
             stats.buffered_keys += tree.buffered() as u64;
+            stats.buffering_databases += u64::from(tree.answering_filter().is_some());
         }
         stats
     }
@@ -411,12 +419,14 @@ impl Engine {
 }
 
 impl Inner {
-    /// At a clean shutdown: merges the insert buffers, flushes, and marks
-    /// the WIJ clean.
+    /// At a clean shutdown: merges the insert buffers, flushes, marks the
+    /// WIJ clean, and keeps the key filters for the next open.
     fn final_flush(&self) -> Result<()> {
         self.merge_everything()?;
         self.checkpoint()?;
-        self.mark_clean()
+        self.mark_clean()?;
+        self.keep_filters();
+        Ok(())
     }
 
     pub(crate) fn db(&self, name: &str) -> Result<Arc<Database>> {

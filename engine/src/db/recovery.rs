@@ -109,10 +109,15 @@ pub struct RecoveryReport {
     pub replay_from: Lsn,
     pub replay_to: Lsn,
     pub records_replayed: u64,
+    /// Of those, SETs and KILLs (changes to a tree).
+    pub changes_replayed: u64,
     pub rolled_back: Vec<TxnId>,
     /// (mirror members) transactions left open for the primary to finish.
     pub open_transactions: Vec<TxnId>,
     pub removed_unfinished_databases: Vec<String>,
+    /// Databases whose insert-buffer key filter was kept from the last
+    /// clean shutdown instead of built from their keys (`filter_file.rs`).
+    pub key_filters_kept: Vec<String>,
 }
 
 struct DbFile {
@@ -392,6 +397,7 @@ fn replay(inner: &Inner, report: &mut RecoveryReport) -> Result<()> {
         report.records_replayed += 1;
         report.replay_to = lsn;
         if let Some(db) = db {
+            report.changes_replayed += 1;
             throttle_replay(inner, &*inner.db(&db)?, lsn, &applier, limit)?;
         }
     }

@@ -514,21 +514,13 @@ fn every_operation_sequence_meets_buffered_keys() {
 fn a_large_database_reopened_builds_its_filter_in_the_background_and_buffers_again() {
     let fs = SimFs::new();
     let e = open_with(opts(&fs));
-    let mut s = e.session();
     let mut r = Reference::default();
     // Well past four pools of 32 pages: built in the background at open.
-    let value = Value::Str("x".repeat(150));
-    for chunk in (0..12_000i64).collect::<Vec<_>>().chunks(1000) {
-        s.tstart().unwrap();
-        for &i in chunk {
-            let key = Key::new("B", vec![Subscript::Int(i * 7 % 12_000)]).unwrap();
-            s.set(DB, &key, &value).unwrap();
-            r.put(key.encode(), Some(value.clone()));
-        }
-        s.tcommit().unwrap();
-    }
-    drop(s);
+    load_large(&e, &mut r);
     e.close().unwrap();
+    // Not from a kept filter (`a_clean_restart_keeps_the_key_filter...`).
+    use crate::storage::Vfs;
+    fs.remove(&kept_filter(&fs).unwrap()).unwrap();
 
     let e = open_with(opts(&fs));
     let mut s = e.session();
@@ -564,6 +556,119 @@ fn a_large_database_reopened_builds_its_filter_in_the_background_and_buffers_aga
     let want: Vec<_> = r.map.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     assert!(got == want, "contents differ from the reference");
     e.check().unwrap();
+}
+
+/// The kept key filter's file, if there is one.
+fn kept_filter(fs: &SimFs) -> Option<std::path::PathBuf> {
+    use crate::storage::Vfs;
+    let listing = fs.list(Path::new("/data/databases")).unwrap();
+    listing
+        .into_iter()
+        .find(|p| p.extension().is_some_and(|e| e == "kf"))
+}
+
+/// Loads 12,000 rows (a database of four pools or more, whose filter a
+/// reopen builds in the background) into a reference too.
+fn load_large(e: &Engine, r: &mut Reference) {
+    let mut s = e.session();
+    let value = Value::Str("x".repeat(150));
+    for chunk in (0..12_000i64).collect::<Vec<_>>().chunks(1000) {
+        s.tstart().unwrap();
+        for &i in chunk {
+            let key = Key::new("B", vec![Subscript::Int(i * 7 % 12_000)]).unwrap();
+            s.set(DB, &key, &value).unwrap();
+            r.put(key.encode(), Some(value.clone()));
+        }
+        s.tcommit().unwrap();
+    }
+}
+
+/// New keys between the loaded ones, then every loaded key again: the
+/// new ones may be buffered, the loaded ones never (their leaf holds
+/// them: the check finds a key in both). Returns how many new keys were
+/// buffered.
+fn new_keys_then_old_ones(e: &Engine, r: &mut Reference, tag: i64) -> usize {
+    let mut s = e.session();
+    for i in 0..200i64 {
+        let key = Key::new(
+            "B",
+            vec![Subscript::Int(i * 7919 % 12_000), Subscript::Int(tag)],
+        )
+        .unwrap();
+        s.set(DB, &key, &v("\"new\"")).unwrap();
+        r.put(key.encode(), Some(v("\"new\"")));
+    }
+    let buffered = e.buffered_keys();
+    s.tstart().unwrap();
+    for j in 0..12_000i64 {
+        let key = Key::new("B", vec![Subscript::Int(j)]).unwrap();
+        s.set(DB, &key, &Value::Int(tag)).unwrap();
+        r.put(key.encode(), Some(Value::Int(tag)));
+    }
+    s.tcommit().unwrap();
+    e.check().unwrap();
+    same_as_reference(e, r);
+    buffered
+}
+
+/// A clean shutdown keeps each database's key filter, and the next open
+/// buffers at once instead of reading every key; a crash since, a damaged
+/// file or a resized pool builds it from the keys again.
+#[test]
+fn a_clean_restart_keeps_the_key_filter_and_anything_else_builds_it() {
+    let fs = SimFs::new();
+    let mut r = Reference::default();
+    let e = open_with(opts(&fs));
+    load_large(&e, &mut r);
+    e.close().unwrap();
+    assert!(kept_filter(&fs).is_some(), "a clean close keeps the filter");
+
+    let (e, report) = Engine::open(Path::new("/data"), opts(&fs)).unwrap();
+    assert_eq!(report.key_filters_kept, vec![DB.to_string()]);
+    assert_eq!(e.pool_stats().buffering_databases, 1, "buffering at once");
+    assert!(kept_filter(&fs).is_none(), "read once, then removed");
+    let buffered = new_keys_then_old_ones(&e, &mut r, 1);
+    assert!(buffered > 100, "{buffered} of 200 new keys buffered");
+
+    // A crash: the image has no kept filter, and its recovery builds one.
+    let image = fs.crash_image(7);
+    e.close().unwrap();
+    assert!(kept_filter(&image).is_none());
+    let (e, report) = Engine::open(Path::new("/data"), opts(&image)).unwrap();
+    assert!(report.key_filters_kept.is_empty());
+    let mut ri = Reference {
+        map: contents(&e).into_iter().collect(),
+        ..Reference::default()
+    };
+    new_keys_then_old_ones(&e, &mut ri, 2);
+    drop(e);
+
+    // A damaged file: not used, removed, built.
+    let (e, report) = Engine::open(Path::new("/data"), opts(&fs)).unwrap();
+    assert_eq!(report.key_filters_kept, vec![DB.to_string()]);
+    e.close().unwrap();
+    let kept = kept_filter(&fs).unwrap();
+    fs.flip_bit(&kept, 100, 3).unwrap();
+    let (e, report) = Engine::open(Path::new("/data"), opts(&fs)).unwrap();
+    assert!(report.key_filters_kept.is_empty());
+    assert!(kept_filter(&fs).is_none());
+    new_keys_then_old_ones(&e, &mut r, 3);
+    e.close().unwrap();
+
+    // Another pool: another budget, another filter.
+    let bigger = EngineOptions {
+        cache_pages: 64,
+        ..opts(&fs)
+    };
+    let (e, report) = Engine::open(Path::new("/data"), bigger.clone()).unwrap();
+    assert!(report.key_filters_kept.is_empty());
+    new_keys_then_old_ones(&e, &mut r, 4);
+    // Dropping the last handle closes cleanly too.
+    drop(e);
+    let (e, report) = Engine::open(Path::new("/data"), bigger).unwrap();
+    assert_eq!(report.changes_replayed, 0);
+    assert_eq!(report.key_filters_kept, vec![DB.to_string()]);
+    same_as_reference(&e, &r);
 }
 
 #[test]

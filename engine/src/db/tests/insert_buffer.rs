@@ -671,6 +671,64 @@ fn a_clean_restart_keeps_the_key_filter_and_anything_else_builds_it() {
     same_as_reference(&e, &r);
 }
 
+/// A clean shutdown cut at any of its syncs (the last flush, marking the
+/// WIJ clean, keeping the filter): the image opens with every key, its
+/// filter kept only if the file was whole, and new keys and updates of
+/// old ones then land once each.
+#[test]
+fn a_shutdown_cut_at_any_sync_keeps_a_whole_filter_or_none() {
+    let base = SimFs::new();
+    let mut r = Reference::default();
+    let e = open_with(opts(&base));
+    load_large(&e, &mut r);
+    // Keys waiting in the buffer at shutdown: the last flush merges them.
+    new_keys_then_old_ones(&e, &mut r, 1);
+    // The disk as it is, keys still buffered (not as the drop below
+    // leaves it, closed cleanly).
+    let before_close = base.crash_image_with(crate::storage::sim::CrashFate::KeepAll);
+    let copy = || before_close.crash_image_with(crate::storage::sim::CrashFate::KeepAll);
+    // Opened from a crash image, the filter is built in the background:
+    // the shutdown keeps it once built.
+    let open_built = |fs: &SimFs| {
+        let (e, _) = Engine::open(Path::new("/data"), opts(fs)).unwrap();
+        while e.pool_stats().buffering_databases == 0 {
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
+        e
+    };
+    let whole = copy();
+    let e2 = open_built(&whole);
+    let opened = whole.syncs();
+    e2.close().unwrap();
+    let syncs = whole.syncs() - opened;
+    drop(e);
+    let mut kept = 0;
+    for cut in 1..=syncs + 1 {
+        for seed in 0..2 {
+            let fs = copy();
+            let e = open_built(&fs);
+            fs.crash_at_sync(cut);
+            let _ = e.close();
+            let image = fs.crash_image(seed);
+            let (e, report) = Engine::open(Path::new("/data"), opts(&image))
+                .unwrap_or_else(|err| panic!("cut {cut} seed {seed}: {err}"));
+            kept += report.key_filters_kept.len();
+            // The first sync is the last flush's: no file yet.
+            assert!(cut > 1 || report.key_filters_kept.is_empty());
+            e.check()
+                .unwrap_or_else(|err| panic!("cut {cut} seed {seed}: {err}"));
+            let mut ri = Reference {
+                map: r.map.clone(),
+                ..Reference::default()
+            };
+            same_as_reference(&e, &ri);
+            new_keys_then_old_ones(&e, &mut ri, 2);
+        }
+    }
+    // Images cut once the file was whole keep it (a torn one cannot).
+    assert!(kept > 0, "no cut kept the filter ({syncs} syncs)");
+}
+
 #[test]
 fn the_write_daemon_merges_a_buffer_no_one_adds_to() {
     let fs = SimFs::new();

@@ -17,6 +17,9 @@
 //! bytes = len u32 LE | len bytes          str = bytes holding UTF-8
 //! ```
 //!
+//! `time_us` is the wall clock when the record was made, in microseconds
+//! since the Unix epoch, to within a few milliseconds (`db::now_us`).
+//!
 //! The kind byte is not part of the payload: it travels in the frame header
 //! (see [`super::frame::FrameHeader`]). Decoding never panics and never
 //! allocates more than the payload holds: every length is checked against the

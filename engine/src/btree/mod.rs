@@ -380,7 +380,7 @@ impl Tree {
             run.extend(self.buffer.take_run(&run[0], hi.as_deref(), n - moved - 1));
             // Each key's page stamp is its own position: the leaf's, once
             // it holds them all, is the latest.
-            let lsn = run.iter().map(|t| t.pending.lsn).max().unwrap_or(0);
+            let lsn = run.iter().map(|t| t.lsn).max().unwrap_or(0);
             let (placed, leaf, overfull) = match self.merge_into_leaf(&path, leaf, &run, lsn) {
                 Ok(r) => r,
                 Err(e) => {
@@ -443,7 +443,7 @@ impl Tree {
                 let Err(i) = entries.search(t.key()) else {
                     break;
                 };
-                Cell::Inline(&t.pending.value).with_payload(|p| entries.insert(i, t.key(), p));
+                Cell::Inline(t.value()).with_payload(|p| entries.insert(i, t.key(), p));
                 appended = i + 1 == entries.len();
                 placed += 1;
                 fits = n.fits();

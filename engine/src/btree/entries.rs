@@ -110,6 +110,17 @@ impl Entries {
         Ok(e)
     }
 
+    /// The address of the hint a search reads first (the middle one: the
+    /// binary search's first probe), 0 if there is none. An address only,
+    /// for [`prefetch_addr`]: it goes stale when the index grows, and a
+    /// stale one costs a useless prefetch, nothing else.
+    pub fn first_probe(&self) -> usize {
+        if self.hints.is_empty() {
+            return 0;
+        }
+        self.hints.as_ptr() as usize + self.hints.len() / 2 * std::mem::size_of::<u64>()
+    }
+
     /// Heap bytes these entries hold: the cells' buffer and both indexes,
     /// as allocated (not as filled).
     pub fn heap_bytes(&self) -> usize {
@@ -457,6 +468,20 @@ fn lcp(a: &[u8], b: &[u8]) -> usize {
 /// three probes of any search (loading the whole array would cost more
 /// than the misses it saves, and push useful lines out of the cache).
 #[inline]
+/// Starts loading the cache line at `addr` (any address: a prefetch never
+/// faults; 0 is skipped).
+pub(super) fn prefetch_addr(addr: usize) {
+    #[cfg(target_arch = "x86_64")]
+    if addr != 0 {
+        use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+        // SAFETY: a prefetch is only a hint to the cache: it never faults
+        // and never reads memory into anything Rust can see.
+        unsafe { _mm_prefetch::<_MM_HINT_T0>(addr as *const i8) };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = addr;
+}
+
 pub(super) fn prefetch<T>(items: &[T]) {
     #[cfg(target_arch = "x86_64")]
     {
@@ -507,6 +532,17 @@ mod tests {
     /// a plain binary search, and payloads stay with their keys, through
     /// inserts, payload changes, removes and splits; the bytes decode back
     /// to the same entries.
+    #[test]
+    fn the_first_probe_is_the_middle_hint() {
+        let mut e = Entries::new();
+        assert_eq!(e.first_probe(), 0);
+        for i in 0..41u8 {
+            e.insert(usize::from(i), &[b'k', i], &[b"v"]);
+            let mid = &e.hints[e.hints.len() / 2];
+            assert_eq!(e.first_probe(), mid as *const u64 as usize, "{i}");
+        }
+    }
+
     #[test]
     fn searches_agree_with_a_plain_binary_search() {
         let mut x = 0x2545_f491_4f6c_dd1du64;

@@ -196,6 +196,16 @@ impl Node {
             }
     }
 
+    /// Where a search of this page first reads its search index (see
+    /// [`Entries::first_probe`]), 0 for pages that have none: the pool
+    /// keeps it next to the page, to start loading it before the node.
+    pub fn first_probe(&self) -> usize {
+        match self {
+            Node::Leaf(e) | Node::Branch { entries: e, .. } => e.first_probe(),
+            _ => 0,
+        }
+    }
+
     pub fn fits(&self) -> bool {
         self.encoded_len() <= BODY_SIZE
     }

@@ -62,6 +62,7 @@ fn compare(tree: &Tree, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
     }
     let check = tree.check().unwrap();
     assert_eq!(check.entries, model.len() as u64);
+    tree.pager().check_probes();
 }
 
 #[derive(Debug, Clone)]

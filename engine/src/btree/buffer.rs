@@ -88,20 +88,31 @@ fn head(key: &[u8]) -> u128 {
 /// A key to compare with: a stored [`BufKey`] or a borrowed probe. Heads
 /// order as the bytes do: where two zero-padded heads first differ, either
 /// both keys have a byte there, or the one with the padding is the shorter
-/// and a prefix of the other.
+/// and a prefix of the other. The whole key is asked for only when the
+/// heads tie: a stored key's bytes (and its length before them) are
+/// behind a pointer, a cache miss away.
 trait AsKey {
-    fn parts(&self) -> (u128, &[u8]);
+    fn head(&self) -> u128;
+    fn whole(&self) -> &[u8];
 }
 
 impl AsKey for BufKey {
-    fn parts(&self) -> (u128, &[u8]) {
-        (self.head, self.key())
+    fn head(&self) -> u128 {
+        self.head
+    }
+
+    fn whole(&self) -> &[u8] {
+        self.key()
     }
 }
 
 impl AsKey for (u128, &[u8]) {
-    fn parts(&self) -> (u128, &[u8]) {
-        *self
+    fn head(&self) -> u128 {
+        self.0
+    }
+
+    fn whole(&self) -> &[u8] {
+        self.1
     }
 }
 
@@ -113,8 +124,9 @@ impl<'a> Borrow<dyn AsKey + 'a> for BufKey {
 
 impl Ord for dyn AsKey + '_ {
     fn cmp(&self, other: &Self) -> Ordering {
-        let (a, b) = (self.parts(), other.parts());
-        a.0.cmp(&b.0).then_with(|| a.1.cmp(b.1))
+        self.head()
+            .cmp(&other.head())
+            .then_with(|| self.whole().cmp(other.whole()))
     }
 }
 

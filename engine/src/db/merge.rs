@@ -3,7 +3,7 @@
 //!
 //! | when                                   | who                 | how much          |
 //! |----------------------------------------|---------------------|-------------------|
-//! | a write filled the buffer              | that writer         | 1/16 of its share, from where the last merge stopped |
+//! | a write filled the buffer              | that writer         | 1/64 of its share, from where the last merge stopped |
 //! | a KILL finds keys                      | that writer         | all of it         |
 //! | clean shutdown, `checkpoint`           | the caller          | all of it         |
 //! | a daemon tick finds no key added since | the write daemon    | all of it         |
@@ -34,10 +34,10 @@ pub(crate) const MAX_LAG: u64 = 256 << 20;
 
 impl Inner {
     /// Called by a writer whose write left the buffer full: merges, from
-    /// where the last merge stopped, until the buffer is a sixteenth of
+    /// where the last merge stopped, until the buffer is a sixty-fourth of
     /// its share below it (one writer merges at a time; the others wait
     /// for it, which bounds the buffer while writers outpace the merge).
-    /// A stall of one sixteenth of a whole merge, at the same keys per
+    /// A stall of one sixty-fourth of a whole merge, at the same keys per
     /// leaf written: each region of keys still waits a whole turn.
     pub(crate) fn merge_full(&self, db: &Database) -> Result<()> {
         let _one = db.merging.lock();

@@ -183,10 +183,10 @@ const ENTRY_OVERHEAD: usize = 76;
 /// long as a merge of everything would have let it (keys per leaf written
 /// stay the same). A sixteenth until session 16; a sixty-fourth made
 /// the random load's slowest 1,000-SET transactions (p99) 13–14 ms
-/// instead of 32–34 ms at the same rate (throwaway driver, three pairs:
-/// 241k/231k/243k SETs/s against 218k/231k/225k), the median one 2.9
-/// instead of 2.5 ms (more of them include a merge). A 256th: p99 12 ms,
-/// median 3.7 ms.
+/// instead of 32–33 ms at the same rate (throwaway driver, three pairs:
+/// 241k/231k/243k SETs/s against 218k/231k/225k), the median one 2.9–3.1
+/// instead of 2.5 ms (more of them include a merge). A 256th: p99 12–13
+/// ms, median 3.6–3.7 ms.
 const LOW_WATER: usize = 64;
 
 /// An entry taken out of the buffer by a merge ([`InsertBuffer::take_next`]).

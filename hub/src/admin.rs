@@ -275,6 +275,37 @@ fn metrics(st: &MemberStatus) -> String {
         "redoubt_journal_syncs_total{{{labels}}} {}\n",
         st.journal_syncs
     ));
+    let mut counter = |name: &str, help: &str, value: f64| {
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} counter\n{name}{{{labels}}} {value}\n"
+        ));
+    };
+    let pool = &st.pool;
+    counter(
+        "redoubt_insert_buffer_merged_keys_total",
+        "keys merged from insert buffers into their leaves",
+        pool.merged_keys as f64,
+    );
+    counter(
+        "redoubt_writer_merges_total",
+        "merges of a full insert buffer that a write ran or waited for",
+        pool.writer_merges as f64,
+    );
+    counter(
+        "redoubt_writer_merge_seconds_total",
+        "time writes spent in those merges",
+        pool.writer_merge_us as f64 / 1e6,
+    );
+    counter(
+        "redoubt_writer_flush_waits_total",
+        "waits of writes for a flush cycle (the pool's dirty budget spent)",
+        pool.flush_waits as f64,
+    );
+    counter(
+        "redoubt_writer_flush_wait_seconds_total",
+        "time writes spent in those waits",
+        pool.flush_wait_us as f64 / 1e6,
+    );
     out.push_str("# HELP redoubt_follower_lag_bytes journal a follower still lacks\n# TYPE redoubt_follower_lag_bytes gauge\n");
     for f in &st.followers {
         out.push_str(&format!(
@@ -352,6 +383,11 @@ mod tests {
             dirty_pages: 3,
             buffered_keys: 42,
             buffering_databases: 2,
+            merged_keys: 1000,
+            writer_merges: 7,
+            writer_merge_us: 2_500_000,
+            flush_waits: 3,
+            flush_wait_us: 125_000,
         };
         let body = route("GET", "/metrics", &full).2;
         for line in [
@@ -360,6 +396,12 @@ mod tests {
             "redoubt_pool_dirty_bytes{mirror=\"M\",member=\"a\"} 24576\n",
             "redoubt_insert_buffer_keys{mirror=\"M\",member=\"a\"} 42\n",
             "redoubt_insert_buffer_databases{mirror=\"M\",member=\"a\"} 2\n",
+            "# TYPE redoubt_insert_buffer_merged_keys_total counter\n",
+            "redoubt_insert_buffer_merged_keys_total{mirror=\"M\",member=\"a\"} 1000\n",
+            "redoubt_writer_merges_total{mirror=\"M\",member=\"a\"} 7\n",
+            "redoubt_writer_merge_seconds_total{mirror=\"M\",member=\"a\"} 2.5\n",
+            "redoubt_writer_flush_waits_total{mirror=\"M\",member=\"a\"} 3\n",
+            "redoubt_writer_flush_wait_seconds_total{mirror=\"M\",member=\"a\"} 0.125\n",
         ] {
             assert!(body.contains(line), "{line} in {body}");
         }

@@ -405,11 +405,14 @@ impl Inner {
             self.kick_daemon();
         }
         if pinned > limit {
-            // The daemon's cycle, if one runs, may bring us back under.
-            drop(self.cycle.lock());
-            if db.tree.read().pager().pinned() > limit {
-                self.checkpoint_at(bounds)?;
-            }
+            return self.stalls.flush_wait(|| {
+                // The daemon's cycle, if one runs, may bring us back under.
+                drop(self.cycle.lock());
+                if db.tree.read().pager().pinned() > limit {
+                    self.checkpoint_at(bounds)?;
+                }
+                Ok(())
+            });
         }
         Ok(())
     }

@@ -39,14 +39,18 @@ impl Inner {
     /// for it, which bounds the buffer while writers outpace the merge).
     /// A stall of one sixty-fourth of a whole merge, at the same keys per
     /// leaf written: each region of keys still waits a whole turn.
+    /// Counted as a writer's stall (`stalls.rs`), the wait for another
+    /// writer's merge included.
     pub(crate) fn merge_full(&self, db: &Database) -> Result<()> {
-        let _one = db.merging.lock();
-        while db.tree.read().buffer_above_low_water() {
-            if self.merge_some(db, CHUNK)? == 0 {
-                break;
+        self.stalls.writer_merge(|| {
+            let _one = db.merging.lock();
+            while db.tree.read().buffer_above_low_water() {
+                if self.merge_some(db, CHUNK)? == 0 {
+                    break;
+                }
             }
-        }
-        Ok(())
+            Ok(())
+        })
     }
 
     /// Merges up to `n` keys (fewer if the buffer empties first); how
@@ -72,17 +76,22 @@ impl Inner {
     /// pool fills with dirty pages. A failure leaves the tree half
     /// changed: it poisons the store.
     fn merge_locked(&self, tree: &mut Tree, db: &Database, n: usize) -> Result<usize> {
-        tree.merge(n, self.pinned_limit())
-            .map_err(|e| self.poison(EngineError::tree(&db.name, e)))
+        let moved = tree
+            .merge(n, self.pinned_limit())
+            .map_err(|e| self.poison(EngineError::tree(&db.name, e)))?;
+        self.stalls.merged(moved);
+        Ok(moved)
     }
 
     /// Merges every key under the caller's write lock, whatever the pool
     /// (it may overshoot by the keys that arrived since the caller last
     /// merged in chunks: few).
     pub(crate) fn merge_rest_locked(&self, tree: &mut Tree, db: &Database) -> Result<()> {
-        tree.merge(usize::MAX, usize::MAX)
-            .map(|_| ())
-            .map_err(|e| self.poison(EngineError::tree(&db.name, e)))
+        let moved = tree
+            .merge(usize::MAX, usize::MAX)
+            .map_err(|e| self.poison(EngineError::tree(&db.name, e)))?;
+        self.stalls.merged(moved);
+        Ok(())
     }
 
     /// Merges the database's whole buffer, in chunks.

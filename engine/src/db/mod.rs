@@ -30,6 +30,7 @@ mod rewind;
 mod scan;
 mod seed;
 mod session;
+mod stalls;
 
 #[cfg(test)]
 mod tests;
@@ -82,6 +83,22 @@ pub struct PoolStats {
     /// Databases whose insert buffer takes new keys: their key filter
     /// answers (not being built at open, not outgrown).
     pub buffering_databases: u64,
+    /// Since the engine opened: keys merged from insert buffers into
+    /// their leaves.
+    #[serde(default)]
+    pub merged_keys: u64,
+    /// Since the engine opened: merges a write ran or waited for because
+    /// it filled its insert buffer, and their time in microseconds.
+    #[serde(default)]
+    pub writer_merges: u64,
+    #[serde(default)]
+    pub writer_merge_us: u64,
+    /// Since the engine opened: waits of writes for a flush cycle (the
+    /// pool's dirty budget spent), and their time in microseconds.
+    #[serde(default)]
+    pub flush_waits: u64,
+    #[serde(default)]
+    pub flush_wait_us: u64,
 }
 
 #[derive(Clone)]
@@ -191,6 +208,8 @@ pub(crate) struct Inner {
     pub(crate) creating: Mutex<()>,
     /// The write daemon sleeps on this between cycles; see [`DaemonWake`].
     pub(crate) daemon_wake: (Mutex<DaemonWake>, Condvar),
+    /// Where writers waited besides their commits (`stalls.rs`).
+    pub(crate) stalls: stalls::WriteStalls,
     pub(crate) closed: AtomicBool,
     /// Applies records received from a primary (and tracks the open
     /// transactions of the journal).
@@ -369,8 +388,14 @@ impl Engine {
     /// The buffer pools of all databases, summed (for status and metrics).
     pub fn pool_stats(&self) -> PoolStats {
         let dbs = self.inner.dbs.read();
+        let stalls = self.inner.stalls.counts();
         let mut stats = PoolStats {
             capacity_pages: (self.inner.opts.cache_pages * dbs.len()) as u64,
+            merged_keys: stalls.merged_keys,
+            writer_merges: stalls.writer_merges,
+            writer_merge_us: stalls.writer_merge_us,
+            flush_waits: stalls.flush_waits,
+            flush_wait_us: stalls.flush_wait_us,
             ..PoolStats::default()
         };
         for d in dbs.values() {

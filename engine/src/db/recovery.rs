@@ -278,6 +278,7 @@ pub(super) fn open(dir: &Path, opts: EngineOptions) -> Result<(Inner, RecoveryRe
         cycle: Mutex::new(Default::default()),
         creating: Mutex::new(()),
         daemon_wake: (Mutex::new(DaemonWake::default()), Condvar::new()),
+        stalls: Default::default(),
         closed: AtomicBool::new(false),
         applier: Mutex::new(Applier::default()),
         history: Mutex::new(history),

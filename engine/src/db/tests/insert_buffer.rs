@@ -872,6 +872,43 @@ fn pool_stats_show_the_bound_the_dirty_pages_and_the_buffered_keys() {
     assert!(after.resident_pages <= 32, "{after:?}");
 }
 
+/// A random load into a pool far smaller than it makes writers merge full
+/// buffers and wait for flush cycles; the engine counts both (the
+/// operator's view of why writes slow down), and once a checkpoint has
+/// merged everything, every key that entered the buffer is counted as
+/// merged out of it.
+#[test]
+fn pool_stats_count_the_writers_stalls_and_the_merged_keys() {
+    let fs = SimFs::new();
+    let fresh = open_with(opts(&fs)).pool_stats();
+    assert_eq!(
+        (fresh.merged_keys, fresh.writer_merges, fresh.flush_waits),
+        (0, 0, 0),
+        "{fresh:?}"
+    );
+    let fs = SimFs::new();
+    let (e, s, _r) = preloaded(&fs, 11);
+    let load = e.pool_stats();
+    assert!(
+        load.writer_merges > 0 && load.writer_merge_us > 0,
+        "{load:?}"
+    );
+    assert!(load.merged_keys > 0, "{load:?}");
+    // No write daemon here: the writers run the pool's cycles themselves.
+    assert!(load.flush_waits > 0 && load.flush_wait_us > 0, "{load:?}");
+    let entered = e.inner.db(DB).unwrap().tree.read().buffer_additions();
+    assert_eq!(load.merged_keys + load.buffered_keys, entered, "{load:?}");
+    drop(s);
+    e.checkpoint().unwrap();
+    let after = e.pool_stats();
+    assert_eq!(after.buffered_keys, 0, "{after:?}");
+    assert_eq!(after.merged_keys, entered, "{after:?}");
+    assert_eq!(
+        after.writer_merges, load.writer_merges,
+        "a checkpoint is not a writer"
+    );
+}
+
 /// A follower applying a primary's random-order load lets new keys wait in
 /// its own insert buffer, as the primary did, and stays within its pool;
 /// it ends with the primary's contents, and a crash image of it taken with

@@ -287,6 +287,11 @@ fn metrics(st: &MemberStatus) -> String {
         pool.merged_keys as f64,
     );
     counter(
+        "redoubt_insert_buffer_sync_merged_keys_total",
+        "of those, keys committers merged while their commit synced (no write waited for them)",
+        pool.sync_merged_keys as f64,
+    );
+    counter(
         "redoubt_writer_merges_total",
         "merges of a full insert buffer that a write ran or waited for",
         pool.writer_merges as f64,
@@ -384,6 +389,7 @@ mod tests {
             buffered_keys: 42,
             buffering_databases: 2,
             merged_keys: 1000,
+            sync_merged_keys: 600,
             writer_merges: 7,
             writer_merge_us: 2_500_000,
             flush_waits: 3,
@@ -398,6 +404,7 @@ mod tests {
             "redoubt_insert_buffer_databases{mirror=\"M\",member=\"a\"} 2\n",
             "# TYPE redoubt_insert_buffer_merged_keys_total counter\n",
             "redoubt_insert_buffer_merged_keys_total{mirror=\"M\",member=\"a\"} 1000\n",
+            "redoubt_insert_buffer_sync_merged_keys_total{mirror=\"M\",member=\"a\"} 600\n",
             "redoubt_writer_merges_total{mirror=\"M\",member=\"a\"} 7\n",
             "redoubt_writer_merge_seconds_total{mirror=\"M\",member=\"a\"} 2.5\n",
             "redoubt_writer_flush_waits_total{mirror=\"M\",member=\"a\"} 3\n",

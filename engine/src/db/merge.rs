@@ -4,6 +4,9 @@
 //! | when                                   | who                 | how much          |
 //! |----------------------------------------|---------------------|-------------------|
 //! | a write filled the buffer              | that writer         | 1/64 of its share, from where the last merge stopped |
+//! | a TCOMMIT finds the buffer above what  | that committer,     | [`SYNC_STEP`] keys at a time until the commit is durable or the buffer is back there |
+//! | a writer's merge leaves (engines with  | while its commit    |                   |
+//! | a write daemon)                        | syncs               |                   |
 //! | a KILL finds keys                      | that writer         | all of it         |
 //! | clean shutdown, `checkpoint`           | the caller          | all of it         |
 //! | a daemon tick finds no key added since | the write daemon    | all of it         |
@@ -16,15 +19,28 @@
 //! bound is kept between chunks by the same throttle writers obey (a merge
 //! dirties leaves as writes do). A merge changes no data, only where it
 //! lives, so it journals nothing.
+//!
+//! The committer's merge is work the next writes would otherwise stall
+//! for, done while its own thread would idle through the disk's flush
+//! (session 16, random load of 2.3M rows into a 64 MiB pool, three paired
+//! runs: 239k/238k/236k SETs/s against 215k/217k/214k; writers' merges 353
+//! taking 1.2 s against 730 taking 3.1 s).
 
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 use super::{Database, Inner};
 use crate::btree::Tree;
 use crate::error::{EngineError, Result};
+use crate::Lsn;
 
 /// Keys merged per hold of the write lock.
 const CHUNK: usize = 256;
+
+/// Keys merged per step while a commit syncs: small, so a commit whose
+/// sync ends mid-step is acknowledged at most about this many keys' merge
+/// (some 100 µs) later than it could have been.
+const SYNC_STEP: usize = 64;
 
 /// Journal bytes a buffered key may fall behind the journal's end before
 /// the write daemon merges its buffer: buffered keys hold `redo_from`
@@ -51,6 +67,46 @@ impl Inner {
             }
             Ok(())
         })
+    }
+
+    /// Called by a committer whose commit record is appended, before it
+    /// waits for it to be durable: if a database's buffer is nearly full
+    /// (above the level a writer's merge leaves it at), starts the sync
+    /// on another thread and merges that buffer [`SYNC_STEP`] keys at a
+    /// time until the journal is durable past `end` or the buffer is back
+    /// at that level. The merge the next writes would have stalled for is
+    /// then done while this one waits for the disk anyway. A failed merge
+    /// has poisoned the store (later writes are refused); the commit's
+    /// outcome is still its sync's, so the error is not returned here.
+    pub(crate) fn merge_while_syncing(&self, end: Lsn) {
+        // Without a write daemon the engine does nothing in the background
+        // (and crash tests count on every sync in the same order).
+        if self.opts.flush_interval.is_none() || self.journal.durable_lsn() >= end {
+            return;
+        }
+        let dbs: Vec<Arc<Database>> = self
+            .dbs
+            .read()
+            .values()
+            .filter(|d| d.tree.read().buffer_above_low_water())
+            .cloned()
+            .collect();
+        if dbs.is_empty() {
+            return;
+        }
+        self.start_sync(end);
+        for db in dbs {
+            // Another thread merging it is as good.
+            let Some(_one) = db.merging.try_lock() else {
+                continue;
+            };
+            while self.journal.durable_lsn() < end && db.tree.read().buffer_above_low_water() {
+                match self.merge_some(&db, SYNC_STEP) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => self.stalls.merged_while_syncing(n),
+                }
+            }
+        }
     }
 
     /// Merges up to `n` keys (fewer if the buffer empties first); how

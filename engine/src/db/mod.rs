@@ -87,6 +87,10 @@ pub struct PoolStats {
     /// their leaves.
     #[serde(default)]
     pub merged_keys: u64,
+    /// Of those, keys committers merged while their commit synced (work
+    /// no write waited for; see `db/merge.rs`).
+    #[serde(default)]
+    pub sync_merged_keys: u64,
     /// Since the engine opened: merges a write ran or waited for because
     /// it filled its insert buffer, and their time in microseconds.
     #[serde(default)]
@@ -392,6 +396,7 @@ impl Engine {
         let mut stats = PoolStats {
             capacity_pages: (self.inner.opts.cache_pages * dbs.len()) as u64,
             merged_keys: stalls.merged_keys,
+            sync_merged_keys: stalls.sync_merged_keys,
             writer_merges: stalls.writer_merges,
             writer_merge_us: stalls.writer_merge_us,
             flush_waits: stalls.flush_waits,
@@ -511,6 +516,17 @@ impl Inner {
     /// Returns once a commit whose last record ends at `end` may be
     /// acknowledged: durable here and, while the backup is synchronous,
     /// acknowledged by it.
+    /// Starts making the journal durable up to `end` on another thread
+    /// (the member's flusher, or else the journal's write-ahead thread),
+    /// so the caller can work while it syncs.
+    pub(crate) fn start_sync(&self, end: Lsn) {
+        if self.background_flush.load(Ordering::Relaxed) {
+            self.journal.request_flush();
+        } else {
+            self.journal.request_sync(end);
+        }
+    }
+
     pub(crate) fn wait_commit(&self, end: Lsn) -> Result<()> {
         if self.background_flush.load(Ordering::Relaxed) {
             self.journal.request_flush();

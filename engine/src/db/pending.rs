@@ -20,7 +20,6 @@
 //! every transaction (see `session.rs`); a pipelined commit changes only
 //! when its session hears that it is durable.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use super::Inner;
@@ -40,14 +39,9 @@ pub struct PendingCommit {
 
 impl PendingCommit {
     pub(super) fn new(inner: Arc<Inner>, end: Option<Lsn>) -> PendingCommit {
-        // Start the sync now, so that it overlaps the caller's next work:
-        // the member's flusher, or else the journal's write-ahead thread.
-        match end {
-            Some(_) if inner.background_flush.load(Ordering::Relaxed) => {
-                inner.journal.request_flush()
-            }
-            Some(end) => inner.journal.request_sync(end),
-            None => {}
+        // Start the sync now, so that it overlaps the caller's next work.
+        if let Some(end) = end {
+            inner.start_sync(end);
         }
         PendingCommit { inner, end }
     }

@@ -406,7 +406,12 @@ impl Session {
     /// `TCOMMIT`: ends the innermost level; the outermost commits durably.
     pub fn tcommit(&mut self) -> Result<()> {
         match self.end_txn()? {
-            Some(end) => self.inner.wait_commit(end),
+            Some(end) => {
+                // Work the next writes would stall for, done while the
+                // commit syncs (see `merge.rs`).
+                self.inner.merge_while_syncing(end);
+                self.inner.wait_commit(end)
+            }
             None => Ok(()),
         }
     }

@@ -1,5 +1,6 @@
 //! Where writers wait besides their commits: merges of a full insert
-//! buffer and flush cycles the pool needed. Counted since the engine
+//! buffer and flush cycles the pool needed; and the merging committers
+//! did while their commits synced, which no writer waits for. Counted since the engine
 //! opened, reported in [`PoolStats`](super::PoolStats) and as metrics, so
 //! an operator can tell why writes slow down.
 
@@ -14,6 +15,8 @@ pub(crate) struct WriteStalls {
     writer_merge_us: AtomicU64,
     /// Keys any merge moved from a buffer into their leaves.
     merged_keys: AtomicU64,
+    /// Of those, keys a committer merged while its commit synced.
+    sync_merged_keys: AtomicU64,
     /// Times a write found the pool's dirty budget spent and waited for a
     /// flush cycle (the daemon's, or one it ran).
     flush_waits: AtomicU64,
@@ -25,6 +28,7 @@ pub(crate) struct StallCounts {
     pub writer_merges: u64,
     pub writer_merge_us: u64,
     pub merged_keys: u64,
+    pub sync_merged_keys: u64,
     pub flush_waits: u64,
     pub flush_wait_us: u64,
 }
@@ -44,12 +48,18 @@ impl WriteStalls {
         self.merged_keys.fetch_add(keys as u64, Ordering::Relaxed);
     }
 
+    pub(crate) fn merged_while_syncing(&self, keys: usize) {
+        self.sync_merged_keys
+            .fetch_add(keys as u64, Ordering::Relaxed);
+    }
+
     pub(crate) fn counts(&self) -> StallCounts {
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         StallCounts {
             writer_merges: get(&self.writer_merges),
             writer_merge_us: get(&self.writer_merge_us),
             merged_keys: get(&self.merged_keys),
+            sync_merged_keys: get(&self.sync_merged_keys),
             flush_waits: get(&self.flush_waits),
             flush_wait_us: get(&self.flush_wait_us),
         }

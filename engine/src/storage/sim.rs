@@ -116,6 +116,9 @@ struct State {
     crashed: bool,
     /// File syncs still to fail with an I/O error.
     failing_syncs: u64,
+    /// How long a file sync takes (a disk's flush), slept before it
+    /// takes effect with no lock held; zero by default.
+    sync_delay: std::time::Duration,
 }
 
 #[derive(Default, Clone)]
@@ -354,6 +357,12 @@ impl SimFs {
 
     pub fn is_crashed(&self) -> bool {
         self.state.lock().crashed
+    }
+
+    /// Makes every later file sync take `delay` (as a disk's flush does),
+    /// for tests of what runs while a commit syncs.
+    pub fn set_sync_delay(&self, delay: std::time::Duration) {
+        self.state.lock().sync_delay = delay;
     }
 
     /// Makes the next file sync fail with an I/O error, losing the writes
@@ -658,6 +667,10 @@ impl VfsFile for SimFile {
     }
 
     fn sync(&self) -> io::Result<()> {
+        let delay = self.fs.state.lock().sync_delay;
+        if !delay.is_zero() {
+            std::thread::sleep(delay);
+        }
         self.with(|st, inode| {
             st.sync_point(&self.path)?;
             use std::sync::atomic::Ordering::Relaxed;

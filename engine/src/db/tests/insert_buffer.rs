@@ -909,6 +909,51 @@ fn pool_stats_count_the_writers_stalls_and_the_merged_keys() {
     );
 }
 
+/// With a write daemon, a committer whose buffer is above the level a
+/// writer's merge leaves it at merges it while its commit syncs (here
+/// every sync takes 3 ms), and the contents stay the reference's; without
+/// a daemon (every other test here) the commit only waits.
+#[test]
+fn committers_merge_while_their_commit_syncs() {
+    let above_low_water = |e: &Engine| e.inner.db(DB).unwrap().tree.read().buffer_above_low_water();
+    for flush_interval in [None, Some(std::time::Duration::from_secs(3600))] {
+        let fs = SimFs::new();
+        let e = open_with(EngineOptions {
+            flush_interval,
+            ..opts(&fs)
+        });
+        let mut s = e.session();
+        let mut r = Reference::default();
+        preload(&e, &mut s, &mut r, 13);
+        fs.set_sync_delay(std::time::Duration::from_millis(3));
+        // New keys all over the tree until the buffer is just above that
+        // level (a SET that fills it merges it below, then more go in).
+        s.tstart().unwrap();
+        let mut i = 0;
+        while !above_low_water(&e) {
+            let key = Key::new("A", vec![Subscript::Int(i % SPACE), Subscript::Int(9)]).unwrap();
+            s.set(DB, &key, &v("\"new\"")).unwrap();
+            r.put(key.encode(), Some(v("\"new\"")));
+            i += 1;
+            assert!(i < 10 * SPACE, "the buffer never got there");
+        }
+        let before = e.pool_stats();
+        s.tcommit().unwrap();
+        let after = e.pool_stats();
+        let merged = after.sync_merged_keys - before.sync_merged_keys;
+        if flush_interval.is_some() {
+            assert!(merged > 0, "{after:?}");
+            assert!(!above_low_water(&e), "{after:?}");
+        } else {
+            assert_eq!(merged, 0, "{after:?}");
+            assert!(above_low_water(&e), "{after:?}");
+        }
+        assert_eq!(after.writer_merges, before.writer_merges, "{after:?}");
+        drop(s);
+        same_as_reference(&e, &r);
+    }
+}
+
 /// A follower applying a primary's random-order load lets new keys wait in
 /// its own insert buffer, as the primary did, and stays within its pool;
 /// it ends with the primary's contents, and a crash image of it taken with
